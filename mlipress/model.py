@@ -1,0 +1,147 @@
+"""The Moment Tensor Potential as a value: basis description plus coefficients.
+
+An :class:`MTP` mirrors exactly what an MLIP ``.mtp`` file holds (REFERENCE.md section 1-2),
+so reading and writing are lossless. The evaluator (:mod:`mlipress.mtp`) turns it into
+pure JAX functions; training produces new :class:`MTP` values with ``dataclasses.replace``.
+
+Shapes: ``radial_coeffs`` (N_T, N_T, N_f, R) indexed ``[z_i, z_j, mu, b]`` (central species
+first), ``species_coeffs`` (N_T,), ``moment_coeffs`` (alpha_scalar_moments,).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RadialBasis:
+    """Chebyshev radial basis ``Q_b(r) = T_b(x) (max_dist - r)^2`` on [min_dist, max_dist].
+
+    ``kind`` is ``"RBChebyshev"`` (no clamp below min_dist) or ``"RBChebyshev_repuls"``
+    (r clamped to min_dist before evaluating T_b).
+    """
+
+    min_dist: float
+    max_dist: float
+    size: int = 8
+    kind: str = "RBChebyshev"
+
+    def __post_init__(self):
+        if self.kind not in ("RBChebyshev", "RBChebyshev_repuls"):
+            raise ValueError(f"unsupported radial_basis_type {self.kind!r}")
+        if not 0 <= self.min_dist < self.max_dist:
+            raise ValueError(f"need 0 <= min_dist < max_dist, got {self.min_dist}, {self.max_dist}")
+        if self.size < 1:
+            raise ValueError(f"radial_basis_size must be >= 1, got {self.size}")
+
+
+@dataclass(frozen=True, eq=False)
+class MomentBasis:
+    """The contraction structure of an MTP (MLIP's alpha_* arrays).
+
+    - ``basic`` (n_basic, 4): rows ``(mu, a, b, c)``: ``M_k = sum_j f_mu(r_ij) u_x^a u_y^b u_z^c``.
+    - ``times`` (n_times, 4): rows ``(i, j, mult, k)``: ``M[k] += mult * M[i] * M[j]`` in order.
+    - ``mapping`` (n_scalar,): indices of M that are the basis functions B_alpha.
+    - ``count``: alpha_moments_count, the length of M.
+    """
+
+    basic: np.ndarray
+    times: np.ndarray
+    mapping: np.ndarray
+    count: int
+
+    def __post_init__(self):
+        for name in ("basic", "times"):
+            arr = np.asarray(getattr(self, name), dtype=np.int64).reshape(-1, 4)
+            object.__setattr__(self, name, arr)
+        object.__setattr__(self, "mapping", np.asarray(self.mapping, dtype=np.int64).reshape(-1))
+        object.__setattr__(self, "count", int(self.count))
+        if len(self.basic) > self.count:
+            raise ValueError("more basic moments than alpha_moments_count")
+        if len(self.times) and (self.times[:, [0, 1, 3]].max() >= self.count or self.times.min() < 0):
+            raise ValueError("alpha_index_times refers to a moment outside alpha_moments_count")
+        if len(self.mapping) and (self.mapping.max() >= self.count or self.mapping.min() < 0):
+            raise ValueError("alpha_moment_mapping refers to a moment outside alpha_moments_count")
+
+    @property
+    def scalar_count(self) -> int:
+        return len(self.mapping)
+
+    @property
+    def radial_funcs_needed(self) -> int:
+        return int(self.basic[:, 0].max()) + 1 if len(self.basic) else 0
+
+    @property
+    def max_angular_degree(self) -> int:
+        return int(self.basic[:, 1:].sum(axis=1).max()) if len(self.basic) else 0
+
+    def __eq__(self, other):
+        return (
+            isinstance(other, MomentBasis)
+            and self.count == other.count
+            and np.array_equal(self.basic, other.basic)
+            and np.array_equal(self.times, other.times)
+            and np.array_equal(self.mapping, other.mapping)
+        )
+
+    __hash__ = None
+
+
+@dataclass(frozen=True, eq=False)
+class MTP:
+    """A Moment Tensor Potential; untrained when its coefficient arrays are ``None``."""
+
+    species_count: int
+    radial_basis: RadialBasis
+    radial_funcs_count: int
+    moments: MomentBasis
+    scaling: float = 1.0
+    radial_coeffs: np.ndarray | None = None
+    species_coeffs: np.ndarray | None = None
+    moment_coeffs: np.ndarray | None = None
+    potential_name: str = "MTP1m"
+    potential_tag: str = ""
+
+    def __post_init__(self):
+        nt, nf, nb = self.species_count, self.radial_funcs_count, self.radial_basis.size
+        if nt < 1:
+            raise ValueError(f"species_count must be >= 1, got {nt}")
+        if self.moments.radial_funcs_needed > nf:
+            raise ValueError(
+                f"alpha_index_basic uses radial function {self.moments.radial_funcs_needed - 1} "
+                f"but radial_funcs_count = {nf}"
+            )
+        expected = {
+            "radial_coeffs": (nt, nt, nf, nb),
+            "species_coeffs": (nt,),
+            "moment_coeffs": (self.moments.scalar_count,),
+        }
+        for name, shape in expected.items():
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value, dtype=np.float64)
+                if value.shape != shape:
+                    raise ValueError(f"{name} has shape {value.shape}, expected {shape}")
+                object.__setattr__(self, name, value)
+        object.__setattr__(self, "scaling", float(self.scaling))
+
+    @property
+    def trained(self) -> bool:
+        return self.radial_coeffs is not None and self.moment_coeffs is not None
+
+    @property
+    def radial_shape(self) -> tuple[int, int, int, int]:
+        return (self.species_count, self.species_count, self.radial_funcs_count, self.radial_basis.size)
+
+    @property
+    def cutoff(self) -> float:
+        return self.radial_basis.max_dist
+
+    def num_params(self) -> dict[str, int]:
+        """Parameter counts: radial, species, moment (linear) and total."""
+        radial = int(np.prod(self.radial_shape))
+        counts = {"radial": radial, "species": self.species_count, "moment": self.moments.scalar_count}
+        counts["total"] = sum(counts.values())
+        return counts
