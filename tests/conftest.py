@@ -1,0 +1,30 @@
+"""Shared test helpers: where the shared real data lives, and a fixture that skips without it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> Path | None:
+    """``$MLIPRESS_SHARED_DATA`` or ``<repo>/../shared/data``; None when neither exists."""
+    env = os.environ.get("MLIPRESS_SHARED_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO_ROOT.parent / "shared" / "data")
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared data directory; skips the test when it is absent."""
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("shared data not found: set MLIPRESS_SHARED_DATA or place it at ../shared/data")
+    return path
