@@ -1,0 +1,37 @@
+"""Optimisers for fitting (compressed) MTPs.
+
+Every optimiser is an :class:`Optimizer` ``(init, step, reset)`` over a parameter pytree with an
+immutable NamedTuple state (``params, value, prev_value, grad_norm, n_evals, iteration, status``):
+
+- :func:`bfgs` -- Euclidean BFGS with a dense inverse Hessian and a strong-Wolfe (or Armijo)
+  line search (MF / TF / base MTP training, REFERENCE.md section 3).
+- :func:`rbfgs` -- Riemannian BFGS on R^{n_xi} x M_r (Algorithm 2 of the supplementary material,
+  R-MF), built on :mod:`mlipress.optim.fixed_rank` (Propositions IV.1 / IV.2).
+- :func:`mfra` -- BFGS on (xi, U, V) with rank augmentation (Algorithm 1, MFRA).
+
+:func:`minimize` is the shared loop and :func:`converged` the shared stopping test.
+"""
+
+from mlipress.optim import fixed_rank, linesearch
+from mlipress.optim.bfgs import BFGSState, Optimizer, bfgs, bfgs_update, converged, minimize
+from mlipress.optim.fixed_rank import FixedRankPoint
+from mlipress.optim.mfra import Augmentation, MFRAState, mfra, random_factors
+from mlipress.optim.rbfgs import RBFGSState, rbfgs
+
+__all__ = [
+    "Optimizer",
+    "BFGSState",
+    "RBFGSState",
+    "MFRAState",
+    "Augmentation",
+    "FixedRankPoint",
+    "bfgs",
+    "bfgs_update",
+    "rbfgs",
+    "mfra",
+    "random_factors",
+    "converged",
+    "minimize",
+    "fixed_rank",
+    "linesearch",
+]
