@@ -350,20 +350,17 @@ def parse_mtp(text: str, path="<string>") -> MTP:
     mapping = f.counted("alpha_moment_mapping", "alpha_scalar_moments")
     _check_indices(f, basic, times, mapping, count, nf)
 
+    values = dict(
+        scaling=f.float("scaling", default=1.0),
+        radial_coeffs=_radial_coeffs(f, nt, nf, nb),
+        species_coeffs=f.floats("species_coeffs", nt, "species_count"),
+        moment_coeffs=f.floats("moment_coeffs", len(mapping), "alpha_scalar_moments"),
+        potential_name=f.raw("potential_name", default="MTP1m", required=False),
+        potential_tag=f.raw("potential_tag", default="", required=False),
+    )
     try:
-        return MTP(
-            species_count=nt,
-            radial_basis=radial,
-            radial_funcs_count=nf,
-            moments=MomentBasis(basic, times, mapping, count),
-            scaling=f.float("scaling", default=1.0),
-            radial_coeffs=_radial_coeffs(f, nt, nf, nb),
-            species_coeffs=f.floats("species_coeffs", nt, "species_count"),
-            moment_coeffs=f.floats("moment_coeffs", len(mapping), "alpha_scalar_moments"),
-            potential_name=f.raw("potential_name", default="MTP1m", required=False),
-            potential_tag=f.raw("potential_tag", default="", required=False),
-        )
-    except ValueError as exc:  # anything the model itself rejects
+        return MTP(nt, radial, nf, MomentBasis(basic, times, mapping, count), **values)
+    except ValueError as exc:  # anything else the model itself rejects
         raise FileFormatError(path, str(exc)) from None
 
 
