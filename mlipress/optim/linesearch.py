@@ -225,6 +225,7 @@ def doubling_halving(
     max_doublings: int = 30,
     max_halvings: int = 40,
     expand: bool = True,
+    monotone: bool = True,
 ) -> LineSearchResult:
     """Step-size rule of Algorithm 2 (RBFGS) of the paper's supplementary material.
 
@@ -234,6 +235,13 @@ def doubling_halving(
         while L(R(alpha eta))   - L0 >=   mu alpha c:  alpha <- alpha / 2
 
     Values are cached by alpha, so the step reached by doubling is not evaluated again.
+
+    ``monotone=True`` (default) additionally requires ``L(R(2 alpha eta)) < L(R(alpha eta))`` to
+    double. Without it, with a small mu and a (quasi-)Newton direction whose line minimum is
+    near alpha = 1, ``2 alpha`` lands on the far side of the minimum with almost the same value
+    as L0, still passes the (very weak) test and is accepted -- progress then stalls at steps of
+    2 (observed on the R-BFGS tests). The check costs no extra call when the doubling is
+    rejected (L(R(alpha eta)) is needed for the halving test anyway) and one extra call otherwise.
     Returns alpha = 0 (success False) if ``max_halvings`` halvings find no sufficient decrease.
     """
     if not (c < 0.0):
@@ -252,7 +260,7 @@ def doubling_halving(
     a = float(alpha0)
     if expand:
         for _ in range(max_doublings):
-            if ok(2.0 * a):
+            if ok(2.0 * a) and (not monotone or ev(2.0 * a)[0] < ev(a)[0]):
                 a *= 2.0
             else:
                 break
@@ -279,7 +287,9 @@ def minimize_decrease(
     ``phi(t) < f0``; phase 2 expands (quadratic model, at most 10x per step) until the value
     rises again, which brackets a minimum ``a < b < c`` with ``phi(b)`` lowest; phase 3 refines
     with parabolic steps through the bracket, falling back to golden sections, until the bracket
-    is narrower than ``xtol * b`` or the budget is spent. The returned point always satisfies
+    is narrower than ``xtol * b``, the parabola through the bracket has its vertex within
+    ``xtol * b`` of b (for a quadratic phi this stops after two or three calls), or the budget is
+    spent. The returned point always satisfies
     ``phi(t) < f0``, or ``t = 0`` with ``value = f0`` if no decrease was found.
 
     Args:
@@ -309,6 +319,9 @@ def minimize_decrease(
         x = _quadratic_minimizer(0.0, f0, df0, b, fb)
         if a > 0.0:
             v = _parabola_vertex(a, fa, b, fb, 0.0, f0)
+            if v is not None and abs(v - b) <= xtol * b and fb < min(fa, f0):
+                # the three points (0, a, b) already fit a parabola with its minimum at b
+                return LineSearchResult(b, fb, pb, n, True)
             x = v if v is not None else x
         x = 2.0 * b if (x is None or x <= 1.5 * b) else min(x, 10.0 * b)
         fx, px = phi(x)
@@ -323,6 +336,8 @@ def minimize_decrease(
     # phase 3: refine inside (a, c) around b
     while n < max_evals and (c - a) > xtol * b:
         u = _parabola_vertex(a, fa, b, fb, c, fc) if np.isfinite(fc) else None
+        if u is not None and abs(u - b) <= 0.5 * xtol * b:
+            break  # the parabola through the bracket has its minimum at b
         lo, hi = a + 0.05 * (c - a), c - 0.05 * (c - a)
         if u is None or not (lo <= u <= hi) or abs(u - b) < 0.01 * (c - a):
             u = b + _GOLDEN * (c - b) if (c - b) > (b - a) else b - _GOLDEN * (b - a)

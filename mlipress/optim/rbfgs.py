@@ -91,6 +91,7 @@ def rbfgs(
     *,
     mu: float = 1e-4,
     expand: bool = True,
+    monotone_expand: bool = True,
     max_doublings: int = 30,
     max_halvings: int = 40,
     curvature_eps: float = 1e-10,
@@ -107,6 +108,8 @@ def rbfgs(
         trial calls value_and_grad and the gradient of the accepted trial is reused.
       mu: sufficient-decrease coefficient of Algorithm 2 (paper: 1e-3 or 1e-4 work best).
       expand: allow the doubling phase of Algorithm 2 (False = halving only, fewer calls).
+      monotone_expand: double only while the doubled step is also better than the current one
+        (see :func:`linesearch.doubling_halving`; False = Algorithm 2 verbatim).
       cond_max: H is reset when cond(P_{x->y}) exceeds this.
 
     Returns:
@@ -181,7 +184,7 @@ def rbfgs(
 
             res = doubling_halving(
                 phi, state.value, c, alpha0, mu=mu, max_doublings=max_doublings,
-                max_halvings=max_halvings, expand=expand,
+                max_halvings=max_halvings, expand=expand, monotone=monotone_expand,
             )
             n_vg, n_v = n_vg + counts[0], n_v + counts[1]
             if res.alpha > 0.0 or H is None:
