@@ -1,0 +1,450 @@
+"""Generation of the MTP moment basis (MLIP's ``alpha_*`` arrays) for a given level.
+
+Background (Shapeev 2016; Novikov et al.; REFERENCE.md section 1). A moment tensor is
+``M_{mu,nu} = sum_j f_mu(r_ij) u_ij^{(x) nu}`` (u the unit vector); its *level* is
+``lev M_{mu,nu} = 2 + 4 mu + nu``. A basis function B_alpha is a full contraction of a product
+of moment tensors to a scalar; its level is the sum of the levels of its factors, and an MTP of
+level ``L`` contains every B_alpha with ``lev B_alpha <= L``.
+
+A full contraction of symmetric tensors is a multigraph: one vertex per factor (labelled by
+(mu, nu), with degree nu) and one edge per contracted index pair. Self-loops are excluded
+(a trace of M_{mu,nu} is M_{mu,nu-2} because |u| = 1), disconnected graphs are products of
+scalars. Matching MLIP's templates, the generator enumerates such graphs up to isomorphism with
+at most 4 factors, mu <= 5 and nu <= 10 (these three caps reproduce MLIP's numbers of scalar
+basis functions for every level 2..28).
+
+Each graph is then evaluated by a binary tree of pairwise contractions whose intermediate
+tensors are stored component-wise, like MLIP does: the free indices of one factor form a
+symmetric *group* (components = multisets of x, y, z), and a tensor's components are products
+of its groups' components. Every tree node becomes one block of entries of the moment array
+``M`` and one block of ``alpha_index_times`` rows ``(i, j, mult, k)``: ``M[k] += mult*M[i]*M[j]``
+where ``mult`` counts the contracted index assignments that give the same pair (i, j).
+Intermediates shared between basis functions are built once.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlipress.model import MTP, MomentBasis, RadialBasis
+
+MAX_FACTORS = 4  # MLIP's templates contain products of at most 4 moment tensors
+MAX_MU = 5  # ... of radial functions mu <= 5 (N_f <= 6)
+MAX_NU = 10  # ... and of tensor ranks nu <= 10
+MIN_LEVEL, MAX_LEVEL = 2, 28
+
+
+def tensor_level(mu: int, nu: int) -> int:
+    """``lev M_{mu,nu} = 2 + 4 mu + nu`` (the MTP level rule)."""
+    return 2 + 4 * mu + nu
+
+
+# --------------------------------------------------------------------------------------------
+# components of symmetric index groups
+
+
+@functools.lru_cache(maxsize=None)
+def multi_indices(rank: int) -> tuple[tuple[int, int, int], ...]:
+    """Exponent triples (a, b, c), a+b+c = rank, in MLIP order (lexicographically descending)."""
+    return tuple((a, b, rank - a - b) for a in range(rank, -1, -1) for b in range(rank - a, -1, -1))
+
+
+@functools.lru_cache(maxsize=None)
+def _multinomial(c: tuple[int, int, int]) -> int:
+    return math.factorial(sum(c)) // (math.factorial(c[0]) * math.factorial(c[1]) * math.factorial(c[2]))
+
+
+def _add(p, q):
+    return (p[0] + q[0], p[1] + q[1], p[2] + q[2])
+
+
+def _first_index(c) -> tuple[int, int, int]:
+    """The smallest Cartesian index (x < y < z) of a multiset, as a unit triple."""
+    return (1, 0, 0) if c[0] else ((0, 1, 0) if c[1] else (0, 0, 1))
+
+
+# --------------------------------------------------------------------------------------------
+# contraction graphs
+
+
+def _canonical(labels, edges, free=None):
+    """Canonical form of a (possibly open) labelled multigraph under label-preserving relabelling.
+
+    labels: tuple of (mu, nu) per vertex; edges: dict {(a, b): count} with a < b; free: free
+    index count per vertex (None for closed graphs). Returns (key, perm) with perm[old] = new.
+    """
+    n = len(labels)
+    free = free or (0,) * n
+    order = sorted(range(n), key=lambda i: (labels[i], free[i]))
+    target = [(labels[i], free[i]) for i in order]
+    best = None
+    groups = itertools.groupby(range(n), key=lambda i: target[i])
+    blocks = [list(g) for _, g in groups]
+    members = [[i for i in range(n) if (labels[i], free[i]) == target[b[0]]] for b in blocks]
+    for choice in itertools.product(*[itertools.permutations(m) for m in members]):
+        perm = [0] * n
+        for block, chosen in zip(blocks, choice):
+            for new, old in zip(block, chosen):
+                perm[old] = new
+        ee = tuple(sorted((min(perm[a], perm[b]), max(perm[a], perm[b]), m) for (a, b), m in edges.items() if m))
+        if best is None or ee < best[0]:
+            best = (ee, perm)
+    return (tuple(target), best[0]), best[1]
+
+
+def _graphs(labels: tuple) -> list[dict]:
+    """All contraction multigraphs (no self-loops) of a sorted multiset of tensors, one per class."""
+    n = len(labels)
+    pairs = list(itertools.combinations(range(n), 2))
+    seen, out = set(), []
+    deg = [nu for _, nu in labels]
+
+    def rec(p, edges):
+        if p == len(pairs):
+            if not any(deg):
+                key, _ = _canonical(labels, edges)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(dict(edges))
+            return
+        a, b = pairs[p]
+        rest_a = sum(deg[b2] for a2, b2 in pairs[p:] if a2 == a) + sum(deg[a2] for a2, b2 in pairs[p:] if b2 == a)
+        for m in range(min(deg[a], deg[b]), -1, -1):
+            deg[a] -= m
+            deg[b] -= m
+            edges[(a, b)] = m
+            # prune: vertex a must be saturated by the remaining pairs
+            if all(deg[v] <= sum(deg[w] for w in range(n) if w != v) for v in (a, b)):
+                rec(p + 1, edges)
+            deg[a] += m
+            deg[b] += m
+        del edges[(a, b)]
+        del rest_a
+
+    rec(0, {})
+    return out
+
+
+def enumerate_scalars(level: int) -> list[tuple[tuple, dict]]:
+    """All basis functions of an MTP of this level: (labels, edges) contraction graphs."""
+    tensors = [
+        (mu, nu)
+        for mu in range(MAX_MU + 1)
+        for nu in range(MAX_NU + 1)
+        if tensor_level(mu, nu) <= level
+    ]
+    result = []
+    for n in range(1, MAX_FACTORS + 1):
+        for labels in itertools.combinations_with_replacement(tensors, n):
+            if sum(tensor_level(*t) for t in labels) > level:
+                continue
+            for edges in _graphs(labels):
+                result.append((labels, edges))
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# tensors stored component-wise
+
+
+@dataclass
+class _Tensor:
+    """A node of the evaluation tree: ``groups`` = list of (slots, leaves) of its free indices."""
+
+    key: tuple
+    groups: tuple  # tuple of (n_slots, frozenset of leaf ids)
+    leaves: int
+    sort_key: tuple
+    left: "_Tensor | None" = None
+    right: "_Tensor | None" = None
+    n: tuple = ()  # contraction counts between left groups and right groups
+    sym: bool = False  # pair of equal factors with one free index each, stored symmetric
+    offset: int = -1  # first index in M
+
+    @property
+    def components(self) -> list[tuple]:
+        return list(itertools.product(*[multi_indices(s) for s, _ in self.groups]))
+
+    @property
+    def rank(self) -> int:
+        return sum(s for s, _ in self.groups)
+
+
+class _Builder:
+    """Builds tensors for contraction graphs, sharing identical intermediates."""
+
+    def __init__(self):
+        self.tensors: dict = {}
+        self.order = 0
+
+    def basic(self, mu, nu):
+        key = ("M", mu, nu)
+        if key not in self.tensors:
+            self.tensors[key] = _Tensor(key, ((nu, frozenset([0])),) if nu else (), 1, (0, mu, nu))
+        return self.tensors[key]
+
+    def _register(self, t: _Tensor):
+        if t.key not in self.tensors:
+            self.order += 1
+            t.sort_key = (t.leaves, self.order)
+            self.tensors[t.key] = t
+        return self.tensors[t.key]
+
+    def contract(self, left: _Tensor, right: _Tensor, n, lmap, rmap, sym=False):
+        """Tensor obtained by contracting ``n[g][h]`` indices of left group g with right group h."""
+        groups = []
+        for gi, (s, lv) in enumerate(left.groups):
+            rest = s - sum(n[gi])
+            if rest:
+                groups.append((rest, frozenset(lmap[x] for x in lv)))
+        for hi, (s, lv) in enumerate(right.groups):
+            rest = s - sum(row[hi] for row in n)
+            if rest:
+                groups.append((rest, frozenset(rmap[x] for x in lv)))
+        if sym:
+            groups = [(2, frozenset(x for _, lv in groups for x in lv))]
+        key = (left.key, right.key, tuple(map(tuple, n)), sym, tuple(sorted(len(lv) for _, lv in groups)))
+        key = key + (tuple(s for s, _ in groups),)
+        t = _Tensor(key, tuple(groups), left.leaves + right.leaves, (), left, right, tuple(map(tuple, n)), sym)
+        return self._register(t)
+
+    # --- tree choice ------------------------------------------------------------------------
+
+    def build(self, labels, edges, free=None):
+        """Tensor (and leaf-id map: graph vertex -> tensor leaf id) evaluating an open graph."""
+        n = len(labels)
+        free = list(free or [0] * n)
+        if n == 1:
+            return self.basic(*labels[0]), {0: 0}
+        if n == 2:
+            order = sorted(range(2), key=lambda i: labels[i])
+            a, b = order
+            A, B = self.basic(*labels[a]), self.basic(*labels[b])
+            m = edges.get((0, 1), 0)
+            nmat = [[m for _ in B.groups] for _ in A.groups]
+            sym = labels[a] == labels[b] and free[a] == 1 and free[b] == 1
+            t = self.contract(A, B, nmat, {0: 0}, {0: 1}, sym)
+            return t, {a: 0, b: 1}
+        # disconnected pieces or tensors of rank 0 are peeled first
+        if free == [0] * n and n == 4:
+            split = self._pair_split(labels, edges)
+            if split is not None:
+                return self._pair_product(labels, edges, split)
+        first = min(range(n), key=lambda i: (labels[i][1], labels[i][0], -free[i], self._tie(labels, edges, i)))
+        rest = [i for i in range(n) if i != first]
+        sub_labels = tuple(labels[i] for i in rest)
+        sub_edges = {}
+        sub_free = []
+        for x, i in enumerate(rest):
+            f = free[i] + edges.get((min(i, first), max(i, first)), 0)
+            sub_free.append(f)
+            for y, j in enumerate(rest):
+                if x < y and edges.get((i, j), 0):
+                    sub_edges[(x, y)] = edges[(i, j)]
+        inner, imap = self.build_canonical(sub_labels, sub_edges, sub_free)
+        A = self.basic(*labels[first])
+        # contraction counts between A's group and each inner group
+        nmat = []
+        if A.groups:
+            row = []
+            for s, lv in inner.groups:
+                row.append(sum(edges.get((min(first, rest[v]), max(first, rest[v])), 0) for v in range(len(rest)) if imap[v] in lv))
+            nmat = [row]
+        lmap = {0: 0}
+        rmap = {x: x + 1 for x in range(inner.leaves)}
+        t = self.contract(A, inner, nmat, lmap, rmap)
+        vmap = {first: 0}
+        for v, i in enumerate(rest):
+            vmap[i] = imap[v] + 1
+        return t, vmap
+
+    def _tie(self, labels, edges, i):
+        return 0
+
+    def build_canonical(self, labels, edges, free):
+        key, perm = _canonical(labels, edges, free)
+        n = len(labels)
+        inv = [0] * n
+        for old, new in enumerate(perm):
+            inv[new] = old
+        clabels = tuple(labels[inv[k]] for k in range(n))
+        cfree = [free[inv[k]] for k in range(n)]
+        cedges = {}
+        for (a, b), m in edges.items():
+            if m:
+                p, q = sorted((perm[a], perm[b]))
+                cedges[(p, q)] = m
+        t, cmap = self.build(clabels, cedges, cfree)
+        return t, {old: cmap[perm[old]] for old in range(n)}
+
+    def _pair_split(self, labels, edges):
+        """Split of 4 factors into two pairs when it is cheaper than peeling one factor."""
+        nu_first = min(nu for _, nu in labels)
+        best = None
+        for a, b, c, d in ((0, 1, 2, 3), (0, 2, 1, 3), (0, 3, 1, 2)):
+            if not edges.get((a, b), 0) or not edges.get((c, d), 0):
+                continue
+            cut = sum(m for (p, q), m in edges.items() if ({p, q} & {a, b}) and ({p, q} & {c, d}))
+            if cut < nu_first and (best is None or cut < best[0]):
+                best = (cut, (a, b), (c, d))
+        return None if best is None else best[1:]
+
+    def _pair_product(self, labels, edges, split):
+        halves = []
+        for a, b in split:
+            fa = sum(m for (p, q), m in edges.items() if a in (p, q) and {p, q} != {a, b})
+            fb = sum(m for (p, q), m in edges.items() if b in (p, q) and {p, q} != {a, b})
+            sub_edges = {(0, 1): edges.get((min(a, b), max(a, b)), 0)}
+            t, imap = self.build((labels[a], labels[b]), sub_edges, [fa, fb])
+            halves.append((t, {a: imap[0], b: imap[1]}))
+        halves.sort(key=lambda h: h[0].sort_key)
+        (X, xmap), (Y, ymap) = halves
+        nmat = []
+        for _, lvx in X.groups:
+            row = []
+            for _, lvy in Y.groups:
+                cnt = 0
+                for v, lx in xmap.items():
+                    for w, ly in ymap.items():
+                        if lx in lvx and ly in lvy:
+                            cnt += edges.get((min(v, w), max(v, w)), 0)
+                row.append(cnt)
+            nmat.append(row)
+        t = self.contract(X, Y, nmat, {x: x for x in range(2)}, {x: x + 2 for x in range(2)})
+        vmap = dict(xmap)
+        vmap.update({w: l + 2 for w, l in ymap.items()})
+        return t, vmap
+
+
+# --------------------------------------------------------------------------------------------
+# rows of alpha_index_times
+
+
+def _rows(t: _Tensor, index) -> list[tuple[int, int, int, int]]:
+    """alpha_index_times rows computing every component of the derived tensor ``t``."""
+    L, R = t.left, t.right
+    n = t.n
+    lg, rg = len(L.groups), len(R.groups)
+    lfree = [s - sum(n[g]) if n else s for g, (s, _) in enumerate(L.groups)]
+    rfree = [s - (sum(row[h] for row in n) if n else 0) for h, (s, _) in enumerate(R.groups)]
+    pairs = [(g, h, n[g][h]) for g in range(lg) for h in range(rg) if n and n[g][h]]
+    lcomp = {c: i for i, c in enumerate(L.components)}
+    rcomp = {c: i for i, c in enumerate(R.components)}
+    out_slots = [(0, g) for g in range(lg) if lfree[g]] + [(1, h) for h in range(rg) if rfree[h]]
+    rows = []
+    for k, comp in enumerate(t.components):
+        if t.sym:
+            (c,) = comp
+            p = _first_index(c)
+            q = (c[0] - p[0], c[1] - p[1], c[2] - p[2])
+            frees = [p, q]
+        else:
+            frees = list(comp)
+        lpart = [(0, 0, 0)] * lg
+        rpart = [(0, 0, 0)] * rg
+        for (side, g), f in zip(out_slots, frees):
+            if side == 0:
+                lpart[g] = f
+            else:
+                rpart[g] = f
+        acc: dict = {}
+        for choice in itertools.product(*[multi_indices(m) for _, _, m in pairs]):
+            lc, rc, w = list(lpart), list(rpart), 1
+            for (g, h, _), c in zip(pairs, choice):
+                lc[g] = _add(lc[g], c)
+                rc[h] = _add(rc[h], c)
+                w *= _multinomial(c)
+            key = (L.offset + lcomp[tuple(lc)], R.offset + rcomp[tuple(rc)])
+            acc[key] = acc.get(key, 0) + w
+        for (i, j), w in sorted(acc.items()):
+            rows.append((i, j, w, t.offset + k))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+@functools.lru_cache(maxsize=None)
+def _generate(level: int):
+    if not isinstance(level, int) or level % 2 or not MIN_LEVEL <= level <= MAX_LEVEL:
+        raise ValueError(f"MTP level must be an even integer in [{MIN_LEVEL}, {MAX_LEVEL}], got {level!r}")
+    builder = _Builder()
+    scalars = []
+    for labels, edges in enumerate_scalars(level):
+        t, _ = builder.build_canonical(labels, edges, [0] * len(labels))
+        scalars.append(t)
+    used_basic = set()
+
+    def collect(t):
+        if t.left is None:
+            used_basic.add(t.key)
+        else:
+            collect(t.left)
+            collect(t.right)
+
+    for t in scalars:
+        collect(t)
+    basics = sorted(used_basic, key=lambda k: (k[1], k[2]))
+    basic_rows = []
+    for key in basics:
+        t = builder.tensors[key]
+        t.offset = len(basic_rows)
+        basic_rows.extend((key[1],) + c for c in multi_indices(key[2]))
+    derived = sorted((t for t in builder.tensors.values() if t.left is not None), key=lambda t: t.sort_key)
+    # keep only tensors reachable from scalars
+    needed = set()
+
+    def mark(t):
+        if id(t) in needed:
+            return
+        needed.add(id(t))
+        if t.left is not None:
+            mark(t.left)
+            mark(t.right)
+
+    for t in scalars:
+        mark(t)
+    count = len(basic_rows)
+    times = []
+    for t in derived:
+        if id(t) not in needed:
+            continue
+        t.offset = count
+        count += len(t.components)
+        times.extend(_rows(t, None))
+    basic_scalars = [t.offset for t in scalars if t.left is None]
+    derived_scalars = sorted(t.offset for t in scalars if t.left is not None)
+    mapping = sorted(basic_scalars) + derived_scalars
+    basis = MomentBasis(np.array(basic_rows), np.array(times, dtype=np.int64).reshape(-1, 4), np.array(mapping), count)
+    nf = int(basis.basic[:, 0].max()) + 1
+    return basis, nf
+
+
+def generate_moment_basis(level: int) -> tuple[MomentBasis, int]:
+    """MTP moment basis of an even ``level`` in [2, 28] and its ``radial_funcs_count``.
+
+    Basis functions: all full contractions of products of at most 4 moment tensors
+    ``M_{mu,nu}`` (mu <= 5, nu <= 10) with ``sum (2 + 4 mu + nu) <= level``, as in MLIP.
+    Cached per level; the returned arrays must not be modified.
+    """
+    return _generate(level)
+
+
+def untrained_mtp(
+    level: int,
+    species_count: int,
+    min_dist: float,
+    max_dist: float,
+    radial_basis_size: int = 8,
+    kind: str = "RBChebyshev",
+) -> MTP:
+    """An untrained :class:`MTP` (no coefficients) of the given level, like MLIP's templates."""
+    basis, nf = generate_moment_basis(level)
+    radial = RadialBasis(float(min_dist), float(max_dist), int(radial_basis_size), kind)
+    return MTP(species_count=int(species_count), radial_basis=radial, radial_funcs_count=nf, moments=basis)
