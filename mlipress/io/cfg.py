@@ -259,30 +259,32 @@ def read_cfg(path, species=None) -> Dataset:
 # --------------------------------------------------------------------------- writing
 
 
-def _f(x: float, width: int) -> str:
-    return repr(float(x)).rjust(width)
+_W = 21  # column width; ``%r`` is the shortest repr that parses back to the same float
+_ROW3 = " ".join(["%21r"] * 3)
+_ATOM = "%14d %4d " + _ROW3
+_ATOM_F = _ATOM + " " + _ROW3
 
 
 def _format_configuration(c: Configuration) -> str:
     out = ["BEGIN_CFG", " Size", f"    {c.natoms}"]
     if c.cell is not None:
         out.append(" Supercell")
-        out += ["    " + " ".join(_f(v, 21) for v in row) for row in c.cell.tolist()]
-    header = " AtomData:  id type " + " ".join(n.rjust(21) for n in _POSITION_COLUMNS["cartes"])
+        out += ["    " + _ROW3 % tuple(row) for row in c.cell.tolist()]
+    header = " AtomData:  id type " + " ".join(n.rjust(_W) for n in _POSITION_COLUMNS["cartes"])
+    ids = range(1, c.natoms + 1)
     if c.forces is not None:
-        header += " " + " ".join(n.rjust(21) for n in _FORCE_COLUMNS)
+        header += " " + " ".join(n.rjust(_W) for n in _FORCE_COLUMNS)
+        rows = zip(ids, c.types.tolist(), c.positions.tolist(), c.forces.tolist())
+        atoms = [_ATOM_F % (a, t, *p, *f) for a, t, p, f in rows]
+    else:
+        atoms = [_ATOM % (a, t, *p) for a, t, p in zip(ids, c.types.tolist(), c.positions.tolist())]
     out.append(header)
-    forces = c.forces.tolist() if c.forces is not None else None
-    for a, (t, pos) in enumerate(zip(c.types.tolist(), c.positions.tolist())):
-        line = f"{a + 1:>14d} {t:>4d} " + " ".join(_f(v, 21) for v in pos)
-        if forces is not None:
-            line += " " + " ".join(_f(v, 21) for v in forces[a])
-        out.append(line)
+    out += atoms
     if c.energy is not None:
         out += [" Energy", "    " + repr(float(c.energy))]
     if c.virial is not None:
-        out.append(" PlusStress: " + " ".join(n.rjust(21) for n in _STRESS_COLUMNS))
-        out.append("    " + " ".join(_f(v, 21) for v in matrix_to_voigt(c.virial).tolist()))
+        out.append(" PlusStress: " + " ".join(n.rjust(_W) for n in _STRESS_COLUMNS))
+        out.append("    " + " ".join(["%21r"] * 6) % tuple(matrix_to_voigt(c.virial).tolist()))
     out += [f" Feature   {name}\t{value}" for name, value in c.features]
     out.append("END_CFG")
     return "\n".join(out) + "\n"
