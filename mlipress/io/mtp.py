@@ -211,13 +211,13 @@ class _Fields:
             raise FileFormatError(self.path, "missing required key", field=key)
         return default
 
-    def int(self, key, minimum=0) -> int:
+    def integer(self, key, minimum=0) -> int:
         value = _int(self.raw(key), self.path, self.line(key), key)
         if value < minimum:
             raise FileFormatError(self.path, f"must be >= {minimum}, got {value}", line=self.line(key), field=key)
         return value
 
-    def float(self, key, default=None) -> float:
+    def number(self, key, default=None) -> float:
         raw = self.raw(key, required=default is None)
         return default if raw is None else _float(raw, self.path, self.line(key), key)
 
@@ -234,7 +234,7 @@ class _Fields:
 
     def counted(self, key, count_key, width=None) -> np.ndarray:
         """An index list (``width`` None) or list of rows whose length must equal ``count_key``."""
-        count = self.int(count_key)
+        count = self.integer(count_key)
         if not self.has(key) and count == 0:
             return np.zeros((0, width) if width else (0,), dtype=np.int64)
         line = self.line(key)
@@ -329,29 +329,29 @@ def parse_mtp(text: str, path="<string>") -> MTP:
     if version is not None and version != "1.1.0":
         warnings.warn(f"{path}: MTP version {version!r} is not 1.1.0; reading it as 1.1.0", stacklevel=3)
 
-    nt = f.int("species_count", minimum=1)
+    nt = f.integer("species_count", minimum=1)
     kind = f.raw("radial_basis_type")
     if kind not in RADIAL_BASIS_TYPES:
         raise FileFormatError(
             path, f"unknown radial basis {kind!r} (supported: {', '.join(RADIAL_BASIS_TYPES)})",
             line=f.line("radial_basis_type"), field="radial_basis_type",
         )  # fmt: skip
-    min_dist, max_dist = f.float("min_dist"), f.float("max_dist")
-    nb = f.int("radial_basis_size", minimum=1)
-    nf = f.int("radial_funcs_count", minimum=1)
+    min_dist, max_dist = f.number("min_dist"), f.number("max_dist")
+    nb = f.integer("radial_basis_size", minimum=1)
+    nf = f.integer("radial_funcs_count", minimum=1)
     try:
         radial = RadialBasis(min_dist, max_dist, nb, kind)
     except ValueError as exc:
         raise FileFormatError(path, str(exc), line=f.line("min_dist"), field="min_dist") from None
 
-    count = f.int("alpha_moments_count")
+    count = f.integer("alpha_moments_count")
     basic = f.counted("alpha_index_basic", "alpha_index_basic_count", width=4)
     times = f.counted("alpha_index_times", "alpha_index_times_count", width=4)
     mapping = f.counted("alpha_moment_mapping", "alpha_scalar_moments")
     _check_indices(f, basic, times, mapping, count, nf)
 
     values = dict(
-        scaling=f.float("scaling", default=1.0),
+        scaling=f.number("scaling", default=1.0),
         radial_coeffs=_radial_coeffs(f, nt, nf, nb),
         species_coeffs=f.floats("species_coeffs", nt, "species_count"),
         moment_coeffs=f.floats("moment_coeffs", len(mapping), "alpha_scalar_moments"),
