@@ -93,7 +93,10 @@ def bfgs_update(H: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
     rho = 1.0 / float(y @ s)
     Hy = H @ y
     yH = y @ H
-    return H - rho * np.outer(s, yH) - rho * np.outer(Hy, s) + (rho * rho * float(y @ Hy) + rho) * np.outer(s, s)
+    c = rho * rho * float(y @ Hy) + rho
+    out = H - np.outer(s, rho * yH - c * s)  # two rank-1 terms, one temporary each
+    out -= np.outer(rho * Hy, s)
+    return out
 
 
 def _flat(tree) -> np.ndarray:
