@@ -252,8 +252,8 @@ class MatrixFactorized:
 
     Pytree: leaves ``U`` (N_T^2, r) (row ``z_i N_T + z_j``) and ``V`` (N_f N_b, r) (row
     ``mu N_b + b``); static ``dims = (N_T, N_f, N_b)`` (required: ``V`` alone does not tell
-    ``N_f`` from ``N_b``; use :meth:`checked` to validate hand-made factors). The factors are not unique (``U S^-1``, ``V S^T`` give the same C);
-    :meth:`from_dense` returns the balanced SVD factors ``U_r sqrt(S_r)``, ``V_r sqrt(S_r)``.
+    ``N_f`` from ``N_b``; use :meth:`checked` to validate hand-made factors). The factors are
+    not unique (``U S^-1``, ``V S^T`` give the same C); :meth:`from_dense` returns the balanced SVD factors ``U_r sqrt(S_r)``, ``V_r sqrt(S_r)``.
     """
 
     U: jax.Array
