@@ -129,3 +129,15 @@ def test_reset_and_fixed_rank_point_input():
     s = opt.step(r2)
     assert s.value < r2.value
     assert not converged(s, gtol=1e-12, ftol=0.0)
+
+
+def test_pure_manifold_problem_without_linear_parameters():
+    rng = np.random.default_rng(0)
+    Xs = rng.standard_normal((5, 2)) @ rng.standard_normal((2, 7))
+
+    def vg(xi, X):
+        return 0.5 * np.sum((X - Xs) ** 2), (xi, X - Xs)
+
+    state = minimize(rbfgs(vg, rank=2), (np.zeros(0), rng.standard_normal((5, 7))), 100, gtol=1e-10)
+    assert state.grad.shape == (2 * (5 + 7 - 2),)
+    np.testing.assert_allclose(state.X, Xs, atol=1e-9)
