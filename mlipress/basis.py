@@ -168,7 +168,18 @@ class _Tensor:
 
     @property
     def components(self) -> list[tuple]:
-        return list(itertools.product(*[multi_indices(s) for s, _ in self.groups]))
+        comps = list(itertools.product(*[multi_indices(s) for s, _ in self.groups]))
+        if self.sym:  # symmetric under swapping its two groups: keep p <= q only
+            order = {c: i for i, c in enumerate(multi_indices(self.groups[0][0]))}
+            comps = [c for c in comps if order[c[0]] <= order[c[1]]]
+        return comps
+
+    def lookup(self) -> dict:
+        """Component tuple -> local index (both orders for a symmetric tensor)."""
+        table = {c: i for i, c in enumerate(self.components)}
+        if self.sym:
+            table.update({(c[1], c[0]): i for c, i in list(table.items())})
+        return table
 
     @property
     def rank(self) -> int:
@@ -206,8 +217,6 @@ class _Builder:
             rest = s - sum(row[hi] for row in n)
             if rest:
                 groups.append((rest, frozenset(rmap[x] for x in lv)))
-        if sym:
-            groups = [(2, frozenset(x for _, lv in groups for x in lv))]
         key = (left.key, right.key, tuple(map(tuple, n)), sym, tuple(sorted(len(lv) for _, lv in groups)))
         key = key + (tuple(s for s, _ in groups),)
         t = _Tensor(key, tuple(groups), left.leaves + right.leaves, (), left, right, tuple(map(tuple, n)), sym)
@@ -227,7 +236,7 @@ class _Builder:
             A, B = self.basic(*labels[a]), self.basic(*labels[b])
             m = edges.get((0, 1), 0)
             nmat = [[m for _ in B.groups] for _ in A.groups]
-            sym = labels[a] == labels[b] and free[a] == 1 and free[b] == 1
+            sym = labels[a] == labels[b] and free[a] == free[b] > 0
             t = self.contract(A, B, nmat, {0: 0}, {0: 1}, sym)
             return t, {a: 0, b: 1}
         # disconnected pieces or tensors of rank 0 are peeled first
@@ -235,7 +244,11 @@ class _Builder:
             split = self._pair_split(labels, edges)
             if split is not None:
                 return self._pair_product(labels, edges, split)
-        first = min(range(n), key=lambda i: (labels[i][1], labels[i][0], -free[i], self._tie(labels, edges, i)))
+        # peel the factor with the fewest indices still to contract (nu - free), then by (mu, nu);
+        # remaining ties follow the canonical vertex order. This reproduces MLIP's templates up
+        # to level 16; from level 18 on MLIP picks some other trees (see module docstring).
+        rank = lambda i: (labels[i][1] - free[i], labels[i][0], labels[i][1])  # noqa: E731
+        first = min(range(n), key=rank)
         rest = [i for i in range(n) if i != first]
         sub_labels = tuple(labels[i] for i in rest)
         sub_edges = {}
@@ -263,8 +276,28 @@ class _Builder:
             vmap[i] = imap[v] + 1
         return t, vmap
 
-    def _tie(self, labels, edges, i):
-        return 0
+    @staticmethod
+    def _tie(labels, edges, i, free):
+        """Size of the inner tensor left after peeling factor i (smaller is cheaper)."""
+        size = 1
+        for j in range(len(labels)):
+            if j != i:
+                f = free[j] + edges.get((min(i, j), max(i, j)), 0)
+                size *= (f + 1) * (f + 2) // 2
+        return size
+
+    @staticmethod
+    def _symmetric(labels, edges, free):
+        """True when exactly two factors carry free indices and an automorphism swaps them."""
+        holders = [i for i, f in enumerate(free) if f]
+        if len(holders) != 2:
+            return False
+        a, b = holders
+        if labels[a] != labels[b] or free[a] != free[b]:
+            return False
+        mark_a = [f if i != a else -1 for i, f in enumerate(free)]
+        mark_b = [f if i != b else -1 for i, f in enumerate(free)]
+        return _canonical(labels, edges, mark_a)[0] == _canonical(labels, edges, mark_b)[0]
 
     def build_canonical(self, labels, edges, free):
         key, perm = _canonical(labels, edges, free)
@@ -333,18 +366,12 @@ def _rows(t: _Tensor, index) -> list[tuple[int, int, int, int]]:
     lfree = [s - sum(n[g]) if n else s for g, (s, _) in enumerate(L.groups)]
     rfree = [s - (sum(row[h] for row in n) if n else 0) for h, (s, _) in enumerate(R.groups)]
     pairs = [(g, h, n[g][h]) for g in range(lg) for h in range(rg) if n and n[g][h]]
-    lcomp = {c: i for i, c in enumerate(L.components)}
-    rcomp = {c: i for i, c in enumerate(R.components)}
+    lcomp = L.lookup()
+    rcomp = R.lookup()
     out_slots = [(0, g) for g in range(lg) if lfree[g]] + [(1, h) for h in range(rg) if rfree[h]]
     rows = []
     for k, comp in enumerate(t.components):
-        if t.sym:
-            (c,) = comp
-            p = _first_index(c)
-            q = (c[0] - p[0], c[1] - p[1], c[2] - p[2])
-            frees = [p, q]
-        else:
-            frees = list(comp)
+        frees = list(comp)
         lpart = [(0, 0, 0)] * lg
         rpart = [(0, 0, 0)] * rg
         for (side, g), f in zip(out_slots, frees):
