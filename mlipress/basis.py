@@ -24,7 +24,7 @@ Intermediates shared between basis functions are built once.
 Agreement with MLIP: the set of basis functions (hence alpha_scalar_moments), the basic moments
 (same rows, same order) and radial_funcs_count agree for every level 2..28; the intermediate
 tensors, hence alpha_moments_count and alpha_index_times_count, agree exactly for levels <= 16
-(levels 2-6 are identical arrays, 8-16 the same entries in a different order). From level 18 on
+(levels 2-6 give identical arrays; 8-16 the same counts and span, rows in another order). From level 18 on
 MLIP evaluates some basis functions through other trees, so those two counts differ by < 4 %
 (same functions, same span, checked in tests/test_basis.py).
 """
