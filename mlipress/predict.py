@@ -1,0 +1,58 @@
+"""Host-side prediction: run the evaluator over a dataset in chunks of bounded size.
+
+Configurations are grouped into chunks of at most ``max_atoms`` atoms; each chunk is padded to
+bucket sizes (see :mod:`mlipress.neighbors`) so that a whole dataset compiles only a handful
+of shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import jax
+import numpy as np
+
+from mlipress.data import Configuration, Dataset
+from mlipress.evaluator import jitted_efs, params_from_mtp
+from mlipress.model import MTP
+from mlipress.neighbors import build_batch, chunk_configurations
+
+
+def predict(mtp: MTP, configs: Dataset | Iterable[Configuration], max_atoms: int = 4096, params=None):
+    """Energies, forces and virials of every configuration.
+
+    Returns a list of :class:`Configuration` carrying the predicted labels (the input labels
+    are replaced) and, as a second value, the per-atom energies (list of (n,) arrays).
+    ``params`` overrides the coefficients of ``mtp`` (e.g. a compressed radial part).
+    """
+    configs = list(configs)
+    params = params_from_mtp(mtp) if params is None else params
+    efs = jitted_efs(mtp)
+    out, site = [None] * len(configs), [None] * len(configs)
+    for chunk in chunk_configurations(configs, max_atoms):
+        members = [configs[k] for k in chunk]
+        batch = build_batch(members, mtp.cutoff)
+        res = jax.device_get(efs(params, batch))
+        offset = 0
+        for pos, (k, c) in enumerate(zip(chunk, members)):
+            n = c.natoms
+            virial = res["virial"][pos] if c.periodic else None
+            out[k] = c.with_labels(float(res["energy"][pos]), res["forces"][offset : offset + n].copy(), virial)
+            site[k] = res["energies"][offset : offset + n].copy()
+            offset += n
+    return out, site
+
+
+def predict_dataset(mtp: MTP, dataset: Dataset, **kwargs) -> Dataset:
+    """:func:`predict` returning a :class:`Dataset` with the same species map and names."""
+    configs, _ = predict(mtp, dataset.configurations, **kwargs)
+    return Dataset(tuple(configs), dataset.species, dataset.names)
+
+
+def check_types(mtp: MTP, dataset: Dataset, source: str = "dataset") -> None:
+    """Raise a clear error when the data uses a type index the potential does not have."""
+    if dataset.max_type >= mtp.species_count:
+        raise ValueError(
+            f"{source} uses type index {dataset.max_type} but the potential has only "
+            f"{mtp.species_count} species (types 0..{mtp.species_count - 1}); check --species"
+        )
