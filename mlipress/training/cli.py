@@ -1,0 +1,204 @@
+"""``mlipress train``: the role of MLIP's ``mlp train`` (REFERENCE.md section 3).
+
+    mlipress train --level 8 --train train.cfg --species Cu,Ag,Au -o trained.mtp
+    mlipress train --init untrained.mtp --train train.cfg --valid valid.cfg -o trained.mtp
+    mlipress train settings.toml [--max-iter 500 ...]
+
+A TOML settings file uses the long option names with ``_`` or ``-`` (``level``, ``init``,
+``train``, ``valid``, ``valid_fraction``, ``species`` (string or list), ``min_dist``,
+``cutoff``, ``radial_basis_size``, ``energy_weight``, ``force_weight``, ``stress_weight``,
+``weighting``, ``scale_by_force``, ``penalty``, ``max_iter``, ``pretrain_iters``,
+``linear_solve_every``, ``seed``, ``ensemble``, ``log``, ``log_every``, ``checkpoint``,
+``checkpoint_every``, ``resume``, ``output``); relative paths are relative to the TOML
+file. Command-line flags override the file. Force errors are printed per Cartesian
+component (MLIP-2) and per atom vector (MLIP-3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+# option name -> (type, default, help); None default = not given
+_OPTIONS: dict[str, tuple[type, object, str]] = {
+    "level": (int, None, "MTP level of a fresh untrained potential (even, 2..28)"),
+    "init": (str, None, "start from this .mtp (untrained template or trained potential)"),
+    "train": (str, None, "training configurations (.cfg, maml .json, extxyz, ...)"),
+    "valid": (str, None, "validation configurations"),
+    "valid_fraction": (float, None, "hold out this fraction of --train for validation (when no --valid)"),
+    "species": (str, None, "element of each type index, e.g. Nb,Mo,Ta,W"),
+    "min_dist": (float, 1.5, "min_dist of a fresh potential in Angstrom (default 1.5)"),
+    "cutoff": (float, 5.0, "max_dist of a fresh potential in Angstrom (default 5.0)"),
+    "radial_basis_size": (int, 8, "radial basis size of a fresh potential (default 8)"),
+    "species_count": (int, None, "number of species of a fresh potential (default: from --species or the data)"),
+    "energy_weight": (float, 1.0, "w_E (default 1)"),
+    "force_weight": (float, 0.01, "w_F (default 0.01)"),
+    "stress_weight": (float, 0.001, "w_S (default 0.001)"),
+    "weighting": (str, "vibrations", "vibrations | molecules | structures (default vibrations)"),
+    "scale_by_force": (float, 0.0, "s > 0: force weight w_F s/(|F|^2+s) (default 0, off)"),
+    "penalty": (float, 1e-9, "radial orthonormality penalty (MLIP-2 1e-9, MLIP-3 1e-6)"),
+    "max_iter": (int, 1000, "BFGS iterations of the main phase (default 1000)"),
+    "pretrain_iters": (int, 75, "pre-training iterations of an untrained potential (default 75)"),
+    "linear_solve_every": (int, 50, "orthonormalise + exact linear solve period (default 50, 0 = never)"),
+    "gtol": (float, 1e-10, "stop when |grad| <= gtol"),
+    "ftol": (float, 1e-9, "stop when f decreased by < ftol relative over 50 iterations (0 = off)"),
+    "seed": (int, 0, "random seed of the initial radial coefficients (default 0)"),
+    "ensemble": (int, 1, "train K members with seeds seed..seed+K-1"),
+    "log": (str, None, "JSON-lines training log"),
+    "log_every": (int, 10, "progress line period (default 10)"),
+    "checkpoint": (str, None, "checkpoint file (.npz)"),
+    "checkpoint_every": (int, None, "checkpoint period (default 50 when --checkpoint is given)"),
+    "max_atoms": (int, 2048, "atoms per evaluation chunk (memory bound)"),
+    "output": (str, None, "output .mtp (with --ensemble K: OUTPUT.0.mtp ... and OUTPUT.summary.json)"),
+}
+_PATHS = ("init", "train", "valid", "log", "checkpoint", "output")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="fit an MTP to energies, forces and stresses (role of mlp train)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("settings", nargs="?", help="optional TOML settings file (flags override it)")
+    for name, (typ, default, text) in _OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        names = (flag, "-o") if name == "output" else (flag,)
+        help_text = text if default is None else text
+        p.add_argument(*names, dest=name, type=typ, default=None, help=help_text)
+    p.add_argument("--resume", dest="resume", action="store_true", default=None,
+                   help="continue from --checkpoint if it exists")
+    p.set_defaults(func=cmd_train)
+
+
+def _load_toml(path: str) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: invalid TOML: {exc}") from None
+    base = Path(path).resolve().parent
+    out = {}
+    known = set(_OPTIONS) | {"resume"}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ValueError(f"{path}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
+        if name == "species" and isinstance(value, list):
+            value = ",".join(map(str, value))
+        if name in _PATHS and isinstance(value, str):
+            value = str(base / value)
+        if name == "resume":
+            if not isinstance(value, bool):
+                raise ValueError(f"{path}: resume must be true or false")
+        else:
+            typ = _OPTIONS[name][0]
+            if typ is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, typ) or isinstance(value, bool):
+                raise ValueError(f"{path}: {key} must be of type {typ.__name__}, got {value!r}")
+        out[name] = value
+    return out
+
+
+def resolve_options(args) -> dict:
+    """Defaults < TOML file < command-line flags; returns a plain dict of settings."""
+    opts = {name: default for name, (_, default, _) in _OPTIONS.items()}
+    opts["resume"] = False
+    if getattr(args, "settings", None):
+        opts.update(_load_toml(args.settings))
+    for name in list(_OPTIONS) + ["resume"]:
+        value = getattr(args, name, None)
+        if value is not None:
+            opts[name] = value
+    return opts
+
+
+def cmd_train(args) -> int:
+    from mlipress.basis import untrained_mtp
+    from mlipress.examples import split
+    from mlipress.io import parse_species, read_dataset
+    from mlipress.io.atomic import atomic_write
+    from mlipress.io.mtp import read_mtp, write_mtp
+    from mlipress.loss import LossWeights
+    from mlipress.metrics import error_report, format_report
+    from mlipress.predict import check_types, predict_dataset
+    from mlipress.training.ensemble import train_ensemble
+    from mlipress.training.trainer import TrainSettings, train
+
+    o = resolve_options(args)
+    if not o["train"]:
+        raise ValueError("give the training data: --train DATA (or train = ... in the settings file)")
+    if not o["output"]:
+        raise ValueError("give the output potential: -o trained.mtp (or output = ... in the settings file)")
+    if (o["level"] is None) == (o["init"] is None):
+        raise ValueError("give exactly one of --level L (fresh potential) or --init FILE.mtp")
+    if o["valid"] and o["valid_fraction"] is not None:
+        raise ValueError("give either --valid or --valid-fraction, not both")
+    if o["ensemble"] < 1:
+        raise ValueError(f"--ensemble must be >= 1, got {o['ensemble']}")
+
+    species = parse_species(o["species"])
+    data = read_dataset(o["train"], species=species)
+    valid = read_dataset(o["valid"], species=species) if o["valid"] else None
+    if valid is None and o["valid_fraction"]:
+        data, valid = split(data, 1.0 - o["valid_fraction"], seed=o["seed"])
+
+    if o["init"]:
+        mtp = read_mtp(o["init"])
+    else:
+        count = o["species_count"] or (len(species) if species else None) or (data.max_type + 1)
+        mtp = untrained_mtp(o["level"], count, o["min_dist"], o["cutoff"], o["radial_basis_size"])
+    check_types(mtp, data, o["train"])
+    if valid is not None:
+        check_types(mtp, valid, o["valid"] or o["train"])
+
+    weights = LossWeights(o["energy_weight"], o["force_weight"], o["stress_weight"], o["weighting"],
+                          o["scale_by_force"], o["penalty"])
+    ckpt_every = o["checkpoint_every"] if o["checkpoint_every"] is not None else (50 if o["checkpoint"] else 0)
+    settings = TrainSettings(
+        weights=weights, max_iter=o["max_iter"], gtol=o["gtol"], ftol=o["ftol"], seed=o["seed"],
+        linear_solve_every=o["linear_solve_every"], pretrain_iters=o["pretrain_iters"],
+        log_every=o["log_every"], log_file=o["log"], checkpoint_every=ckpt_every,
+        checkpoint=o["checkpoint"], resume=bool(o["resume"]), max_atoms=o["max_atoms"],
+    )
+    print(
+        f"training: {len(data)} configurations from {o['train']}"
+        + (f", {len(valid)} validation" if valid is not None else "")
+        + f"; {mtp.moments.scalar_count} basis functions, {mtp.radial_funcs_count} radial functions"
+    )
+    out_path = Path(o["output"])
+    t0 = time.perf_counter()
+    if o["ensemble"] == 1:
+        result = train(mtp, data, settings, valid_data=valid)
+        write_mtp(result.mtp, out_path)
+        print(f"wrote {out_path} ({time.perf_counter() - t0:.1f} s)")
+        print(format_report(error_report(data.configurations, predict_dataset(result.mtp, data).configurations),
+                            f"training errors ({o['train']})"))
+        if valid is not None and len(valid):
+            rep = error_report(valid.configurations, predict_dataset(result.mtp, valid).configurations)
+            print(format_report(rep, "validation errors"))
+        return 0
+
+    ens = train_ensemble(mtp, data, settings, valid_data=valid, k=o["ensemble"])
+    paths = []
+    for i, res in enumerate(ens.results):
+        path = out_path.with_name(f"{out_path.stem}.{i}{out_path.suffix}")
+        write_mtp(res.mtp, path)
+        paths.append(str(path))
+    for i, rep in enumerate(ens.reports):
+        if rep is not None:
+            print(format_report(rep, f"validation errors, member {i} (seed {ens.seeds[i]})"))
+    summary = {"members": paths, "seeds": list(ens.seeds), "validation": ens.summary,
+               "sigma": "sample standard deviation (ddof=1)"}
+    summary_path = out_path.with_name(f"{out_path.stem}.summary.json")
+    atomic_write(summary_path, json.dumps(summary, indent=2) + "\n")
+    for key, v in ens.summary.items():
+        print(f"ensemble {key}: {v['mean']:.6g} +- {v['std']:.3g}")
+    print(f"wrote {', '.join(paths)} and {summary_path} ({time.perf_counter() - t0:.1f} s)")
+    return 0

@@ -1,0 +1,154 @@
+"""Tests of mlipress.training: exact linear solve, initialisation, trainer, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mlipress.basis import untrained_mtp
+from mlipress.examples import make_example_dataset
+from mlipress.loss import LossWeights, Objective, prepare
+from mlipress.predict import predict
+from mlipress.training import TrainSettings, initial_params, linear_solve, orthonormalise_radial, train
+from mlipress.training.ensemble import train_ensemble
+
+# small and fast: level 6, 3 species, 8 configurations of 32 atoms
+FAST = dict(max_iter=16, pretrain_iters=6, linear_solve_every=8, log_every=4,
+            scaling_grid=(-2.5, -2.0, -1.5, -1.0), scaling_refine=2)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    ds, _ = make_example_dataset(8, seed=1)
+    return ds
+
+
+@pytest.fixture(scope="module")
+def mtp():
+    return untrained_mtp(6, 3, 1.5, 5.0)
+
+
+def test_orthonormalise_radial():
+    C = np.random.default_rng(0).normal(size=(2, 2, 3, 5))
+    Q = orthonormalise_radial(C)
+    c = np.moveaxis(Q, 2, 0).reshape(3, -1)
+    np.testing.assert_allclose(c @ c.T, np.eye(3), atol=1e-12)
+    # the first radial function keeps its direction (Gram-Schmidt order)
+    c0 = np.moveaxis(C, 2, 0).reshape(3, -1)[0]
+    np.testing.assert_allclose(c[0], c0 / np.linalg.norm(c0), atol=1e-12)
+
+
+def test_linear_solve_recovers_exact_coefficients(dataset, mtp):
+    rng = np.random.default_rng(3)
+    p = initial_params(mtp, seed=5, scaling=0.1)
+    species = rng.normal(size=3)
+    moment = rng.normal(size=mtp.moments.scalar_count)
+    truth = dataclasses.replace(mtp, radial_coeffs=np.asarray(p["radial"]), species_coeffs=species,
+                                moment_coeffs=moment, scaling=0.1)
+    labelled, _ = predict(truth, dataset.configurations)
+    data = prepare(labelled, mtp)
+    solved, loss = linear_solve(mtp, p, data)
+    assert loss < 1e-20
+    np.testing.assert_allclose(np.asarray(solved["moment"]), moment, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(np.asarray(solved["species"]), species, rtol=0, atol=1e-8)
+    f = Objective(mtp, data).value(solved)  # residual of the E/F/S fit through the loss module
+    assert f < 1e-20
+
+
+def test_linear_solve_matches_objective_and_is_optimal(dataset, mtp):
+    data = prepare(dataset, mtp)
+    obj = Objective(mtp, data, LossWeights(penalty=0.0))
+    p = initial_params(mtp, seed=0, scaling=0.03)
+    solved, loss = linear_solve(mtp, p, data)
+    assert obj.value(solved) == pytest.approx(loss, rel=1e-9)
+    _, g = obj.value_and_grad(solved)  # stationary in the linear coefficients
+    assert float(jnp.abs(g["moment"]).max()) < 1e-8 * max(1.0, loss)
+    assert float(jnp.abs(g["species"]).max()) < 1e-8 * max(1.0, loss)
+
+
+def test_settings_validation():
+    with pytest.raises(ValueError, match="max_iter"):
+        TrainSettings(max_iter=-1)
+    with pytest.raises(ValueError, match="checkpoint path"):
+        TrainSettings(checkpoint_every=10)
+    with pytest.raises(ValueError, match="resume"):
+        TrainSettings(resume=True)
+    with pytest.raises(ValueError, match="gtol"):
+        TrainSettings(gtol=float("nan"))
+    with pytest.raises(TypeError, match="LossWeights"):
+        TrainSettings(weights={"energy": 1.0})
+    with pytest.raises(ValueError, match="weighting"):
+        LossWeights(weighting="atoms")
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_training_converges_deterministic_and_resumes(dataset, mtp, tmp_path):
+    log = tmp_path / "log.jsonl"
+    ckpt_a = tmp_path / "a.npz"
+    settings = TrainSettings(**FAST, seed=2, log_file=str(log), checkpoint=str(ckpt_a), checkpoint_every=5)
+    out = io.StringIO()
+    a = train(mtp, dataset, settings, out=out)
+    text = out.getvalue()
+    assert "meV/atom" in text and "ETA" in text and "done after" in text
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert records[-1]["event"] == "final"
+
+    # the loss falls well below the start (after its exact linear solve + scaling search);
+    # the slow test below trains longer and checks orders of magnitude
+    f_start = records[0]["f"]
+    assert records[0]["event"] == "scaling_search"
+    assert a.state.value < 0.3 * f_start
+    final = records[-1]
+    assert final["energy_rmse_meV_per_atom"] < 30.0
+    assert final["force_rmse_eV_per_A"] < 0.3
+
+    # bit-identical for a fixed seed (no checkpointing in this run)
+    b = train(mtp, dataset, dataclasses.replace(settings, log_file=None, checkpoint=None, checkpoint_every=0),
+              out=io.StringIO())
+    for k in ("radial", "species", "moment", "scaling"):
+        assert np.array_equal(np.asarray(a.params[k]), np.asarray(b.params[k])), k
+
+    # interrupted after the checkpoint at iteration 10, then resumed: same final parameters
+    ckpt = tmp_path / "c.npz"
+    s2 = dataclasses.replace(settings, log_file=None, checkpoint=str(ckpt))
+
+    def stop_at_12(rec):
+        if rec.get("event") == "progress" and rec["iteration"] >= 12:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train(mtp, dataset, s2, callback=stop_at_12, out=io.StringIO())
+    assert ckpt.exists()
+    c = train(mtp, dataset, dataclasses.replace(s2, resume=True), out=io.StringIO())
+    for k in ("radial", "species", "moment", "scaling"):
+        assert np.array_equal(np.asarray(a.params[k]), np.asarray(c.params[k])), k
+
+
+@pytest.mark.slow
+def test_training_reaches_low_error_on_example(mtp):
+    ds, _ = make_example_dataset(20, seed=0)
+    s = TrainSettings(max_iter=300, pretrain_iters=75, log_every=50)
+    r = train(untrained_mtp(8, 3, 1.5, 5.0), ds, s, out=io.StringIO())
+    first, final = r.history[0], r.history[-1]
+    assert r.state.value < 0.02 * first["f"]
+    assert final["energy_rmse_meV_per_atom"] < 5.0
+
+
+@pytest.mark.slow
+def test_ensemble_reports_mean_and_sigma(dataset, mtp):
+    s = TrainSettings(**{**FAST, "max_iter": 4, "pretrain_iters": 2, "log_every": 0})
+    ens = train_ensemble(mtp, dataset[:6], s, valid_data=dataset[6:], k=2, out=io.StringIO())
+    assert ens.seeds == (0, 1)
+    e = ens.summary["energy_rmse_meV_per_atom"]
+    assert len(e["values"]) == 2 and e["std"] >= 0.0
+    assert e["mean"] == pytest.approx(np.mean(e["values"]))
+    with pytest.raises(ValueError, match="untrained"):
+        train_ensemble(ens.results[0].mtp, dataset, s, k=2)
