@@ -1,0 +1,484 @@
+"""The MLIP-2 training objective: weighted energy/force/stress residuals plus a radial penalty.
+
+Definition (REFERENCE.md section 3). For configuration k with N atoms, predictions ``E^, F^,
+S^`` (S = the 3x3 virial, MLIP ``PlusStress`` in eV) and reference ``E, F, S``:
+
+    L_k = w_E' (E^ - E)^2 / N + sum_i w_F,i' |F^_i - F_i|^2 + w_S' ||S^ - S||_F^2 / N
+
+with the Frobenius norm over all nine components of the virial. The weighting modes
+(:class:`LossWeights`): ``"vibrations"`` (MLIP's default) uses ``w_E, w_F, w_S`` as given;
+``"molecules"`` multiplies ``w_E`` and ``w_S`` by N; ``"structures"`` divides all three by N.
+``scale_by_force = s > 0`` replaces the force weight of atom i by ``w_F' s / (|F_i|^2 + s)``
+with the *reference* force F_i. Labels a configuration lacks get weight zero (e.g. no
+``PlusStress`` in a non-periodic configuration).
+
+The radial penalty (MLIP-2 coefficient 1e-9, MLIP-3 1e-6), with ``c_mu = C[:, :, mu, :]``
+flattened over species pairs and basis indices,
+
+    P(C) = sum_mu (|c_mu|^2 - 1)^2 + sum_{mu < nu} (c_mu . c_nu)^2,
+
+is added to every configuration's loss, and the objective MLIP prints as ``f`` is their
+average: ``f = (1/K) sum_k (L_k + penalty P) = (1/K) sum_k L_k + penalty P``. This module
+reproduces MLIP-2's ``f`` on ``cubic/train21.cfg`` to ~2e-12 relative (L10/L16/L20) and its
+gradient (``cubic/NN/loss_grad_train21.txt``) to the precision of that file (see
+``tests/test_loss.py``).
+
+Layers:
+
+- :func:`prepare` (host, NumPy, once): configurations -> :class:`TrainingData`, a list of
+  padded :class:`TrainingChunk` pytrees (neighbour batch, reference labels, flags, effective
+  weights). Atom, neighbour and configuration counts are padded to bucket sizes so a dataset
+  compiles only a few shapes.
+- :func:`make_loss_fn` (pure JAX): ``loss_chunk(params, chunk) -> sum_k L_k`` over a chunk;
+  :func:`radial_penalty` ``(C) -> P``.
+- :class:`Objective` (host): jit-compiled chunk losses and gradients summed over all chunks:
+  ``value(params)`` and ``value_and_grad(params)`` return ``f`` and ``df/dparams``.
+- :func:`flatten_mlip_gradient`: a gradient pytree in MLIP's parameter order
+  ``[radial C[zi, zj, mu, b] row-major | species | moment]``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlipress.data import Configuration, Dataset
+from mlipress.evaluator import make_efs_fn
+from mlipress.model import MTP
+from mlipress.neighbors import NeighborBatch, build_batch, chunk_configurations
+
+__all__ = [
+    "LossWeights",
+    "TrainingChunk",
+    "TrainingData",
+    "prepare",
+    "effective_weights",
+    "make_loss_fn",
+    "make_loss_terms_fn",
+    "radial_penalty",
+    "radial_tensor",
+    "Objective",
+    "flatten_mlip_gradient",
+    "MLIP2_PENALTY",
+    "MLIP3_PENALTY",
+]
+
+#: Coefficient of the radial orthonormality penalty in MLIP-2 (REFERENCE.md section 3).
+MLIP2_PENALTY = 1e-9
+#: The same coefficient in MLIP-3.
+MLIP3_PENALTY = 1e-6
+
+_WEIGHTINGS = ("vibrations", "molecules", "structures")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the MLIP-2 loss (``mlp train`` options, REFERENCE.md section 3).
+
+    - ``energy``, ``force``, ``stress``: w_E, w_F, w_S (MLIP-2 defaults 1, 0.01, 0.001).
+    - ``weighting``: ``"vibrations"`` (default; weights as given), ``"molecules"`` (w_E, w_S
+      times N) or ``"structures"`` (w_E, w_S, w_F divided by N).
+    - ``scale_by_force``: s; when > 0 the force weight of atom i is ``w_F' s / (|F_i|^2 + s)``
+      with the reference force F_i.
+    - ``penalty``: coefficient of the radial orthonormality penalty, 1e-9 as in MLIP-2
+      (MLIP-3 uses 1e-6, :data:`MLIP3_PENALTY`).
+    """
+
+    energy: float = 1.0
+    force: float = 0.01
+    stress: float = 0.001
+    weighting: str = "vibrations"
+    scale_by_force: float = 0.0
+    penalty: float = MLIP2_PENALTY
+
+    def __post_init__(self):
+        if self.weighting not in _WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {_WEIGHTINGS}, got {self.weighting!r}")
+        for name in ("energy", "force", "stress", "scale_by_force", "penalty"):
+            value = float(getattr(self, name))
+            if not value >= 0.0 or math.isinf(value):
+                raise ValueError(f"{name} weight must be finite and >= 0, got {value}")
+            object.__setattr__(self, name, value)
+
+
+# ----------------------------------------------------------------------------------------
+# host-side training data
+# ----------------------------------------------------------------------------------------
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class TrainingChunk:
+    """One padded chunk of training configurations (a pytree; pass it to jitted functions).
+
+    With C padded configurations (``batch.n_configs``; the extra ones are empty) and A padded
+    atoms:
+
+    - ``batch``: :class:`~mlipress.neighbors.NeighborBatch`.
+    - ``energy`` (C,), ``forces`` (A, 3), ``virial`` (C, 3, 3): reference labels, zero where
+      absent or padded.
+    - ``natoms`` (C,) float: atoms per configuration (0 for padding).
+    - ``has_energy``, ``has_forces``, ``has_virial`` (C,) bool: which labels exist (all False
+      for padding); a missing label has weight zero.
+    - ``w_energy`` (C,), ``w_force`` (A,), ``w_stress`` (C,): effective weights, so that
+      ``L_k = w_energy_k (E^-E)^2 + sum_i w_force_i |F^_i-F_i|^2 + w_stress_k ||S^-S||_F^2``
+      (the 1/N factors, weighting mode, scale-by-force and flags are folded in; see
+      :func:`effective_weights`).
+    """
+
+    batch: NeighborBatch
+    energy: jax.Array
+    forces: jax.Array
+    virial: jax.Array
+    natoms: jax.Array
+    has_energy: jax.Array
+    has_forces: jax.Array
+    has_virial: jax.Array
+    w_energy: jax.Array
+    w_force: jax.Array
+    w_stress: jax.Array
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingData:
+    """Training set prepared for :class:`Objective`.
+
+    ``chunks``: padded :class:`TrainingChunk` s; ``members[c]``: indices (into the input
+    configurations) of the real configurations of chunk c, in order; ``n_configs`` = K, the
+    number of configurations the loss is averaged over; ``n_atoms``: real atoms in total;
+    ``weights``: the :class:`LossWeights` the effective weights were computed with.
+    """
+
+    chunks: tuple[TrainingChunk, ...]
+    members: tuple[tuple[int, ...], ...]
+    n_configs: int
+    n_atoms: int
+    weights: LossWeights
+    cutoff: float = field(default=0.0)
+
+    @property
+    def shapes(self) -> set[tuple[int, int, int]]:
+        """Distinct (configurations, atoms, neighbours) paddings = number of compilations."""
+        return {(c.batch.n_configs, *c.batch.vectors.shape[:2]) for c in self.chunks}
+
+
+def effective_weights(weights: LossWeights, natoms, ref_forces, atom_config, has_energy, has_forces, has_virial, xp=np):
+    """Per-configuration and per-atom weights of the MLIP-2 loss (REFERENCE.md section 3).
+
+    Args: ``natoms`` (C,), ``ref_forces`` (A, 3), ``atom_config`` (A,) configuration index of
+    each atom (C for padding atoms), flags (C,). ``xp`` is ``numpy`` or ``jax.numpy``.
+
+    Returns ``(w_energy (C,), w_force (A,), w_stress (C,))`` with
+
+    - vibrations: ``w_E / N``, ``w_F``, ``w_S / N``;
+    - molecules:  ``w_E``,     ``w_F``, ``w_S``;
+    - structures: ``w_E / N^2``, ``w_F / N``, ``w_S / N^2``;
+
+    the force weight times ``s / (|F_i|^2 + s)`` when ``scale_by_force = s > 0``, and zero
+    where a label is absent or the configuration / atom is padding.
+    """
+    natoms = xp.asarray(natoms, dtype=xp.float64)
+    n_safe = xp.where(natoms > 0, natoms, 1.0)
+    if weights.weighting == "vibrations":
+        e_scale, f_scale, s_scale = 1.0 / n_safe, xp.ones_like(n_safe), 1.0 / n_safe
+    elif weights.weighting == "molecules":
+        e_scale, f_scale, s_scale = xp.ones_like(n_safe), xp.ones_like(n_safe), xp.ones_like(n_safe)
+    else:  # structures
+        e_scale, f_scale, s_scale = 1.0 / n_safe**2, 1.0 / n_safe, 1.0 / n_safe**2
+    w_energy = xp.where(has_energy, weights.energy * e_scale, 0.0)
+    w_stress = xp.where(has_virial, weights.stress * s_scale, 0.0)
+    per_config_force = xp.where(has_forces, weights.force * f_scale, 0.0)
+    # padding atoms carry atom_config == C: append a zero weight for them
+    per_config_force = xp.concatenate([per_config_force, xp.zeros(1)])
+    w_force = per_config_force[atom_config]
+    if weights.scale_by_force > 0.0:
+        s = weights.scale_by_force
+        w_force = w_force * s / (xp.sum(ref_forces * ref_forces, axis=-1) + s)
+    return w_energy, w_force, w_stress
+
+
+def _config_bucket(n: int) -> int:
+    """Configurations per chunk padded to 1, 2, 4, 8, ..., then multiples of 64."""
+    if n <= 64:
+        return 1 << max(0, (n - 1).bit_length())
+    return -(-n // 64) * 64
+
+
+def _empty_configuration() -> Configuration:
+    return Configuration(np.zeros((0, 3)), np.zeros(0, np.int64))
+
+
+def prepare(
+    data: Dataset | Iterable[Configuration],
+    mtp: MTP,
+    weights: LossWeights | None = None,
+    max_atoms: int = 2048,
+    pad_neighbors: int | None = None,
+) -> TrainingData:
+    """Build padded training chunks once on the host (NumPy; REFERENCE.md section 3).
+
+    Configurations are split into consecutive chunks of at most ``max_atoms`` atoms
+    (:func:`~mlipress.neighbors.chunk_configurations`); each chunk is padded to bucket sizes
+    in atoms and neighbours (:func:`~mlipress.neighbors.build_batch`) and in configurations
+    (1, 2, 4, ..., 64, then multiples of 64; padding configurations are empty and weightless).
+    ``pad_neighbors`` forces one neighbour padding for every chunk (default: the largest
+    bucket any chunk needs, so chunks differ at most in their atom / configuration padding).
+
+    A configuration without ``energy``, ``forces`` or ``virial`` gets zero weight for that
+    term; non-periodic configurations never carry a virial here (their stress weight is 0).
+    """
+    weights = LossWeights() if weights is None else weights
+    configs = list(data.configurations if isinstance(data, Dataset) else data)
+    if not configs:
+        raise ValueError("no training configurations")
+    max_type = max((int(c.types.max()) for c in configs if c.natoms), default=-1)
+    if max_type >= mtp.species_count:
+        raise ValueError(
+            f"training data uses type index {max_type} but the potential has {mtp.species_count} species"
+        )
+    groups = chunk_configurations(configs, max_atoms)
+    cutoff = mtp.cutoff
+    if pad_neighbors is None:
+        probe = [build_batch([configs[k] for k in g], cutoff) for g in groups]
+        pad_neighbors = max(b.vectors.shape[1] for b in probe)
+    chunks = []
+    for g in groups:
+        members = [configs[k] for k in g]
+        n_real = len(members)
+        n_pad = _config_bucket(n_real)
+        padded = members + [_empty_configuration()] * (n_pad - n_real)
+        batch = build_batch(padded, cutoff, pad_neighbors=pad_neighbors)
+        A = batch.types_i.shape[0]
+        energy = np.zeros(n_pad)
+        virial = np.zeros((n_pad, 3, 3))
+        forces = np.zeros((A, 3))
+        natoms = np.zeros(n_pad)
+        has_e, has_f, has_v = (np.zeros(n_pad, bool) for _ in range(3))
+        offset = 0
+        for k, c in enumerate(members):
+            n = c.natoms
+            natoms[k] = n
+            if c.energy is not None:
+                energy[k], has_e[k] = c.energy, True
+            if c.forces is not None and n:
+                forces[offset : offset + n], has_f[k] = c.forces, True
+            if c.virial is not None and c.periodic:
+                virial[k], has_v[k] = c.virial, True
+            offset += n
+        w_e, w_f, w_s = effective_weights(weights, natoms, forces, batch.config_index, has_e, has_f, has_v)
+        chunks.append(
+            TrainingChunk(
+                batch=batch,
+                energy=energy,
+                forces=forces,
+                virial=virial,
+                natoms=natoms,
+                has_energy=has_e,
+                has_forces=has_f,
+                has_virial=has_v,
+                w_energy=w_e,
+                w_force=w_f,
+                w_stress=w_s,
+            )
+        )
+    return TrainingData(
+        chunks=tuple(chunks),
+        members=tuple(tuple(g) for g in groups),
+        n_configs=len(configs),
+        n_atoms=sum(c.natoms for c in configs),
+        weights=weights,
+        cutoff=cutoff,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# pure JAX losses
+# ----------------------------------------------------------------------------------------
+
+
+def radial_tensor(radial) -> jax.Array:
+    """The dense radial tensor C (N_T, N_T, N_f, R) of a dense array or a parametrisation."""
+    return radial.dense() if hasattr(radial, "dense") else jnp.asarray(radial)
+
+
+def radial_penalty(C) -> jax.Array:
+    """MLIP's orthonormality penalty of the radial functions (REFERENCE.md section 3).
+
+    ``C`` (N_T, N_T, N_f, R) (or a parametrisation: its ``.dense()``); with
+    ``c_mu = C[:, :, mu, :]`` flattened to (N_T^2 R,) and the Gram matrix ``G = c c^T``
+    (N_f, N_f): ``sum_mu (G_mu,mu - 1)^2 + sum_{mu<nu} G_mu,nu^2``. Returns a scalar.
+    """
+    C = radial_tensor(C)
+    nf = C.shape[2]
+    c = jnp.moveaxis(C, 2, 0).reshape(nf, -1)
+    G = c @ c.T
+    off = jnp.triu(G, k=1)
+    return jnp.sum((jnp.diagonal(G) - 1.0) ** 2) + jnp.sum(off * off)
+
+
+def make_loss_terms_fn(mtp: MTP, weights: LossWeights | None = None):
+    """``terms(params, chunk) -> (e, f, s)``: the chunk's weighted energy, force and stress
+    sums, ``sum_k w_energy_k (E^-E)^2``, ``sum_i w_force_i |F^_i-F_i|^2``,
+    ``sum_k w_stress_k ||S^-S||_F^2`` (all nine virial components).
+
+    With ``weights`` given, the effective weights are recomputed from it in the graph (so one
+    prepared :class:`TrainingData` serves any weighting); with ``None`` the chunk's stored
+    ones (computed by :func:`prepare`) are used.
+    """
+    efs = make_efs_fn(mtp)
+
+    def terms(params, chunk: TrainingChunk):
+        out = efs(params, chunk.batch)
+        if weights is None:
+            w_e, w_f, w_s = chunk.w_energy, chunk.w_force, chunk.w_stress
+        else:
+            w_e, w_f, w_s = effective_weights(
+                weights, chunk.natoms, chunk.forces, chunk.batch.config_index,
+                chunk.has_energy, chunk.has_forces, chunk.has_virial, xp=jnp,
+            )  # fmt: skip
+        de = out["energy"] - chunk.energy
+        df = out["forces"] - chunk.forces
+        ds = out["virial"] - chunk.virial
+        e = jnp.sum(w_e * de * de)
+        f = jnp.sum(w_f * jnp.sum(df * df, axis=-1))
+        s = jnp.sum(w_s * jnp.sum(ds * ds, axis=(-2, -1)))
+        return e, f, s
+
+    return terms
+
+
+def make_loss_fn(mtp: MTP, weights: LossWeights | None = None):
+    """``loss_chunk(params, chunk) -> sum_k L_k`` over the chunk's configurations (scalar).
+
+    ``L_k = w_E'(E^-E)^2/N + w_F' sum_i |F^_i-F_i|^2 + w_S' ||S^-S||_F^2/N``
+    (REFERENCE.md section 3), without the penalty. Pure and differentiable in ``params``
+    (``{"radial", "species", "moment", "scaling"}``, ``radial`` dense or a parametrisation).
+    ``weights``: see :func:`make_loss_terms_fn`.
+    """
+    terms = make_loss_terms_fn(mtp, weights)
+
+    def loss_chunk(params, chunk: TrainingChunk) -> jax.Array:
+        e, f, s = terms(params, chunk)
+        return e + f + s
+
+    return loss_chunk
+
+
+# ----------------------------------------------------------------------------------------
+# host-level objective
+# ----------------------------------------------------------------------------------------
+
+
+class Objective:
+    """MLIP-2's training objective ``f`` over a prepared training set (REFERENCE.md section 3).
+
+    ``f(params) = (1/K) sum_k L_k + penalty * P(C)`` with K = ``data.n_configs``, P =
+    :func:`radial_penalty` of the (dense form of the) radial parameters.
+
+    - ``value(params) -> float``
+    - ``value_and_grad(params) -> (float, grad)``: ``grad`` has the structure of ``params``
+      (a parametrisation's gradient is a parametrisation pytree of gradient leaves).
+    - ``terms(params) -> dict``: mean weighted energy, force and stress parts and the penalty.
+
+    ``frozen``: top-level keys of ``params`` whose gradient is reported as zero (default
+    ``("scaling",)``: MLIP's BFGS does not optimise the radial-basis scaling).
+
+    Each chunk loss (and its gradient) is jit-compiled once per distinct padded shape and
+    accumulated on the device; the penalty is added once.
+    """
+
+    def __init__(self, mtp: MTP, data: TrainingData, weights: LossWeights | None = None, frozen=("scaling",)):
+        self.mtp = mtp
+        self.data = data
+        self.weights = data.weights if weights is None else weights
+        self.frozen = tuple(frozen)
+        # stored effective weights when they match, recomputed in-graph otherwise
+        terms = make_loss_terms_fn(mtp, None if self.weights == data.weights else self.weights)
+        self._terms = jax.jit(terms)
+
+        def chunk_loss(params, chunk):
+            e, f, s = terms(params, chunk)
+            return e + f + s
+
+        self._loss = jax.jit(chunk_loss)
+        self._loss_grad = jax.jit(jax.value_and_grad(chunk_loss))
+        coef = self.weights.penalty
+
+        def penalty(params):
+            return coef * radial_penalty(params["radial"])
+
+        self._penalty = jax.jit(penalty)
+        self._penalty_grad = jax.jit(jax.value_and_grad(penalty))
+        self._inv_k = 1.0 / data.n_configs
+
+    @property
+    def n_configs(self) -> int:
+        return self.data.n_configs
+
+    def value(self, params) -> float:
+        """``f(params)`` (float)."""
+        total = sum(self._loss(params, chunk) for chunk in self.data.chunks)
+        return float(total * self._inv_k + self._penalty(params))
+
+    def value_and_grad(self, params):
+        """``(f, df/dparams)``; the gradient is a pytree like ``params`` (JAX arrays)."""
+        total, grad = None, None
+        for chunk in self.data.chunks:
+            v, g = self._loss_grad(params, chunk)
+            if total is None:
+                total, grad = v, g
+            else:
+                total = total + v
+                grad = jax.tree_util.tree_map(jnp.add, grad, g)
+        pv, pg = self._penalty_grad(params)
+        inv_k = self._inv_k
+        grad = jax.tree_util.tree_map(lambda a, b: a * inv_k + b, grad, pg)
+        if self.frozen:
+            grad = {k: (jax.tree_util.tree_map(jnp.zeros_like, v) if k in self.frozen else v) for k, v in grad.items()}
+        return float(total * inv_k + pv), grad
+
+    __call__ = value_and_grad
+
+    def terms(self, params) -> dict:
+        """Mean weighted energy / force / stress parts, penalty term and their sum ``f``."""
+        acc = np.zeros(3)
+        for chunk in self.data.chunks:
+            acc += np.asarray([float(x) for x in self._terms(params, chunk)])
+        acc *= self._inv_k
+        pen = float(self._penalty(params))
+        return {"energy": acc[0], "force": acc[1], "stress": acc[2], "penalty": pen, "f": float(acc.sum() + pen)}
+
+
+# ----------------------------------------------------------------------------------------
+# MLIP parameter order
+# ----------------------------------------------------------------------------------------
+
+
+def flatten_mlip_gradient(grad, mtp: MTP | None = None) -> np.ndarray:
+    """A gradient pytree as one vector in MLIP's order (REFERENCE.md section 4):
+
+    ``[radial C[zi, zj, mu, b] at (zi N_T + zj) N_f R + mu R + b | species (N_T,) | moment]``.
+
+    ``grad["radial"]`` must be dense: an array (N_T, N_T, N_f, R) or a :class:`Dense`
+    gradient (a factored parametrisation has no dense gradient). ``mtp``, if given, checks
+    the shapes. The ``scaling`` entry is not part of MLIP's vector and is dropped.
+    """
+    radial = grad["radial"]
+    if hasattr(radial, "C"):
+        radial = radial.C
+    elif hasattr(radial, "dense"):
+        raise TypeError("flatten_mlip_gradient needs a dense radial gradient, got a factored parametrisation")
+    radial = np.asarray(radial, dtype=np.float64)
+    species = np.asarray(grad["species"], dtype=np.float64).reshape(-1)
+    moment = np.asarray(grad["moment"], dtype=np.float64).reshape(-1)
+    if mtp is not None:
+        if radial.shape != mtp.radial_shape:
+            raise ValueError(f"radial gradient has shape {radial.shape}, expected {mtp.radial_shape}")
+        if species.shape != (mtp.species_count,) or moment.shape != (mtp.moments.scalar_count,):
+            raise ValueError("species / moment gradient shapes do not match the potential")
+    return np.concatenate([radial.reshape(-1), species, moment])
