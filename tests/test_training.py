@@ -110,13 +110,8 @@ def test_training_converges_deterministic_and_resumes(dataset, mtp, tmp_path):
     assert final["energy_rmse_meV_per_atom"] < 30.0
     assert final["force_rmse_eV_per_A"] < 0.3
 
-    # bit-identical for a fixed seed (no checkpointing in this run)
-    b = train(mtp, dataset, dataclasses.replace(settings, log_file=None, checkpoint=None, checkpoint_every=0),
-              out=io.StringIO())
-    for k in ("radial", "species", "moment", "scaling"):
-        assert np.array_equal(np.asarray(a.params[k]), np.asarray(b.params[k])), k
-
-    # interrupted after the checkpoint at iteration 10, then resumed: same final parameters
+    # a second run of the same seed, interrupted after its checkpoint at iteration 10 and then
+    # resumed, ends bit-identical to the first: determinism and checkpoint/resume together
     ckpt = tmp_path / "c.npz"
     s2 = dataclasses.replace(settings, log_file=None, checkpoint=str(ckpt))
 

@@ -355,7 +355,7 @@ def train(
                       "f": loss + penalty_of(params), "elapsed": elapsed()})
             state = opt.init(params)
 
-        n_params = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(params))
+        n_params = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(state.params))
         say(
             f"{data.n_configs} configurations ({data.n_atoms} atoms), {n_params} parameters, "
             f"max {s.max_iter} iterations" + (f" after {s.pretrain_iters} pre-training" if phase == "pretrain" else "")
