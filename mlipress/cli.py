@@ -125,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in _EXTRA_COMMANDS:
         try:
             __import__(module, fromlist=["register"]).register(sub)
-        except ImportError as exc:  # a command whose module is absent is simply not offered
-            if module not in str(exc):
+        except ModuleNotFoundError as exc:  # a command whose module is absent is simply not offered
+            if not (exc.name and module.startswith(exc.name)):
                 raise
     return parser
 
