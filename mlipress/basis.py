@@ -19,14 +19,25 @@ symmetric *group* (components = multisets of x, y, z), and a tensor's components
 of its groups' components. Every tree node becomes one block of entries of the moment array
 ``M`` and one block of ``alpha_index_times`` rows ``(i, j, mult, k)``: ``M[k] += mult*M[i]*M[j]``
 where ``mult`` counts the contracted index assignments that give the same pair (i, j).
-Intermediates shared between basis functions are built once.
+Intermediates shared between basis functions (equal open subgraphs) are built once.
+
+MLIP's choices, read off its templates (levels 2..26) and reproduced here:
+
+* tree: four factors that fall into two connected pairs cheaply are a product of two pair
+  tensors (``_Builder._pair_split``); otherwise factors are peeled one at a time from the root
+  (fewest indices left to contract, then (mu, nu)); ties between equal factors follow the
+  vertex order of MLIP's representative of the graph: the relabelling whose edge multiplicities
+  over the vertex pairs (0,1), (0,2), ..., (2,3) are lexicographically smallest (``_mlip_form``);
+* symmetric storage (only components with p <= q of two swapped groups): a pair of equal
+  factors with equal free ranks, and a factor contracted equally into both groups of such a
+  pair (the pair's remaining groups stay symmetric). Other symmetries are not exploited;
+* a square ``X * X`` merges the rows (i, j) and (j, i).
 
 Agreement with MLIP: the set of basis functions (hence alpha_scalar_moments), the basic moments
-(same rows, same order) and radial_funcs_count agree for every level 2..28; the intermediate
-tensors, hence alpha_moments_count and alpha_index_times_count, agree exactly for levels <= 16
-(levels 2-6 give identical arrays; 8-16 the same counts and span, rows in another order). From level 18 on
-MLIP evaluates some basis functions through other trees, so those two counts differ by < 4 %
-(same functions, same span, checked in tests/test_basis.py).
+(same rows, same order), radial_funcs_count, alpha_moments_count and alpha_index_times_count
+agree for every level 2..28 (levels 2-6 give identical arrays; from 8 on the same numbers of
+entries and rows, partly in another order; the basis functions are exactly MLIP's, checked in
+tests/test_basis.py).
 """
 
 from __future__ import annotations
@@ -120,18 +131,17 @@ def _graphs(labels: tuple) -> list[dict]:
                     out.append(dict(edges))
             return
         a, b = pairs[p]
-        rest_a = sum(deg[b2] for a2, b2 in pairs[p:] if a2 == a) + sum(deg[a2] for a2, b2 in pairs[p:] if b2 == a)
         for m in range(min(deg[a], deg[b]), -1, -1):
             deg[a] -= m
             deg[b] -= m
             edges[(a, b)] = m
             # prune: vertex a must be saturated by the remaining pairs
-            if all(deg[v] <= sum(deg[w] for w in range(n) if w != v) for v in (a, b)):
+            total = sum(deg)
+            if 2 * deg[a] <= total and 2 * deg[b] <= total:
                 rec(p + 1, edges)
             deg[a] += m
             deg[b] += m
         del edges[(a, b)]
-        del rest_a
 
     rec(0, {})
     return out
@@ -145,11 +155,23 @@ def enumerate_scalars(level: int) -> list[tuple[tuple, dict]]:
         for nu in range(MAX_NU + 1)
         if tensor_level(mu, nu) <= level
     ]
+    levels = [tensor_level(*t) for t in tensors]
+    tail_min = [min(levels[i:]) for i in range(len(levels))]
+
+    def multisets(n, start, budget):
+        """Sorted n-multisets of tensors[start:] (as index tuples, lexicographic) within budget."""
+        if n == 0:
+            yield ()
+            return
+        for i in range(start, len(tensors)):
+            if levels[i] + (n - 1) * tail_min[i] <= budget:
+                for tail in multisets(n - 1, i, budget - levels[i]):
+                    yield (i,) + tail
+
     result = []
     for n in range(1, MAX_FACTORS + 1):
-        for labels in itertools.combinations_with_replacement(tensors, n):
-            if sum(tensor_level(*t) for t in labels) > level:
-                continue
+        for idx in multisets(n, 0, level):
+            labels = tuple(tensors[i] for i in idx)
             for edges in _graphs(labels):
                 result.append((labels, edges))
     return result
@@ -170,22 +192,27 @@ class _Tensor:
     left: "_Tensor | None" = None
     right: "_Tensor | None" = None
     n: tuple = ()  # contraction counts between left groups and right groups
-    sym: bool = False  # pair of equal factors with one free index each, stored symmetric
+    sym: tuple | None = None  # (g, h): symmetric under swapping groups g and h, stored with p <= q
     offset: int = -1  # first index in M
 
     @property
     def components(self) -> list[tuple]:
         comps = list(itertools.product(*[multi_indices(s) for s, _ in self.groups]))
-        if self.sym:  # symmetric under swapping its two groups: keep p <= q only
-            order = {c: i for i, c in enumerate(multi_indices(self.groups[0][0]))}
-            comps = [c for c in comps if order[c[0]] <= order[c[1]]]
+        if self.sym:  # symmetric under swapping two groups: keep p <= q only
+            g, h = self.sym
+            order = {c: i for i, c in enumerate(multi_indices(self.groups[g][0]))}
+            comps = [c for c in comps if order[c[g]] <= order[c[h]]]
         return comps
 
     def lookup(self) -> dict:
         """Component tuple -> local index (both orders for a symmetric tensor)."""
         table = {c: i for i, c in enumerate(self.components)}
         if self.sym:
-            table.update({(c[1], c[0]): i for c, i in list(table.items())})
+            g, h = self.sym
+            for c, i in list(table.items()):
+                swapped = list(c)
+                swapped[g], swapped[h] = c[h], c[g]
+                table[tuple(swapped)] = i
         return table
 
     @property
@@ -193,11 +220,52 @@ class _Tensor:
         return sum(s for s, _ in self.groups)
 
 
+def _mlip_form(labels: tuple, edges: dict) -> dict:
+    """MLIP's representative of a closed contraction graph (labels sorted by (mu, nu)).
+
+    Among the relabellings that keep the labels in place, the one whose vector of edge
+    multiplicities over the vertex pairs (0,1), (0,2), ..., (n-2,n-1) is lexicographically
+    smallest. Its vertex order breaks the ties when choosing the evaluation tree.
+    """
+    n = len(labels)
+    pairs = list(itertools.combinations(range(n), 2))
+    classes = [list(g) for _, g in itertools.groupby(range(n), key=lambda i: labels[i])]
+    best = None
+    for choice in itertools.product(*[itertools.permutations(c) for c in classes]):
+        p = [v for block in choice for v in block]  # new vertex i is old vertex p[i]
+        vec = tuple(edges.get((min(p[a], p[b]), max(p[a], p[b])), 0) for a, b in pairs)
+        if best is None or vec < best:
+            best = vec
+    return {pq: m for pq, m in zip(pairs, best) if m}
+
+
+def _induced(labels, edges, verts):
+    """Open subgraph on ``verts``: local labels, local edges, free index count per vertex."""
+    idx = {v: i for i, v in enumerate(verts)}
+    sub_labels = tuple(labels[v] for v in verts)
+    sub_edges = {}
+    deg = [0] * len(verts)
+    for (a, b), m in edges.items():
+        if m and a in idx and b in idx:
+            p, q = sorted((idx[a], idx[b]))
+            sub_edges[(p, q)] = m
+            deg[p] += m
+            deg[q] += m
+    free = tuple(nu - d for (_, nu), d in zip(sub_labels, deg))
+    return sub_labels, sub_edges, free
+
+
 class _Builder:
-    """Builds tensors for contraction graphs, sharing identical intermediates."""
+    """Builds tensors for contraction graphs, sharing identical intermediates.
+
+    Every intermediate tensor is the value of an open subgraph of a basis function's graph;
+    ``graphs`` maps the canonical form of that open graph to the tensor built first for it and
+    to the leaf of that tensor holding each canonical vertex, so later basis functions reuse it.
+    """
 
     def __init__(self):
         self.tensors: dict = {}
+        self.graphs: dict = {}
         self.order = 0
 
     def basic(self, mu, nu):
@@ -213,114 +281,105 @@ class _Builder:
             self.tensors[t.key] = t
         return self.tensors[t.key]
 
-    def contract(self, left: _Tensor, right: _Tensor, n, lmap, rmap, sym=False):
-        """Tensor obtained by contracting ``n[g][h]`` indices of left group g with right group h."""
+    def contract(self, left: _Tensor, right: _Tensor, n, sym=None):
+        """Tensor obtained by contracting ``n[g][h]`` indices of left group g with right group h.
+
+        Leaves of ``right`` are renumbered after those of ``left``. ``sym``: pair of output groups
+        the result is symmetric under (stored with p <= q).
+        """
         groups = []
         for gi, (s, lv) in enumerate(left.groups):
             rest = s - sum(n[gi])
             if rest:
-                groups.append((rest, frozenset(lmap[x] for x in lv)))
+                groups.append((rest, lv))
         for hi, (s, lv) in enumerate(right.groups):
             rest = s - sum(row[hi] for row in n)
             if rest:
-                groups.append((rest, frozenset(rmap[x] for x in lv)))
-        key = (left.key, right.key, tuple(map(tuple, n)), sym, tuple(sorted(len(lv) for _, lv in groups)))
-        key = key + (tuple(s for s, _ in groups),)
+                groups.append((rest, frozenset(x + left.leaves for x in lv)))
+        key = (left.key, right.key, tuple(map(tuple, n)), sym, tuple(s for s, _ in groups))
         t = _Tensor(key, tuple(groups), left.leaves + right.leaves, (), left, right, tuple(map(tuple, n)), sym)
         return self._register(t)
 
     # --- tree choice ------------------------------------------------------------------------
 
-    def build(self, labels, edges, free=None):
-        """Tensor (and leaf-id map: graph vertex -> tensor leaf id) evaluating an open graph."""
+    def scalar(self, labels, edges):
+        """Tensor evaluating a closed contraction graph (a basis function), chosen like MLIP.
+
+        The graph is first put in MLIP's form (``_mlip_form``). Four factors fall into two
+        connected pairs when that cuts fewer index pairs than the smallest rank
+        (``_pair_split``); otherwise factors are peeled one at a time, the root first: the one
+        with the fewest indices still to contract (nu minus the indices already contracted with
+        peeled factors), then by (mu, nu), then by vertex order; the last two form the innermost
+        pair.
+        """
         n = len(labels)
-        free = list(free or [0] * n)
-        if n == 1:
-            return self.basic(*labels[0]), {0: 0}
-        if n == 2:
-            order = sorted(range(2), key=lambda i: labels[i])
-            a, b = order
-            A, B = self.basic(*labels[a]), self.basic(*labels[b])
-            m = edges.get((0, 1), 0)
-            nmat = [[m for _ in B.groups] for _ in A.groups]
-            sym = labels[a] == labels[b] and free[a] == free[b] > 0
-            t = self.contract(A, B, nmat, {0: 0}, {0: 1}, sym)
-            return t, {a: 0, b: 1}
-        # disconnected pieces or tensors of rank 0 are peeled first
-        if free == [0] * n and n == 4:
+        edges = _mlip_form(labels, edges)
+        if n == 4:
             split = self._pair_split(labels, edges)
             if split is not None:
                 return self._pair_product(labels, edges, split)
-        # peel the factor with the fewest indices still to contract (nu - free), then by (mu, nu);
-        # remaining ties follow the canonical vertex order. This reproduces MLIP's templates up
-        # to level 16; from level 18 on MLIP picks some other trees (see module docstring).
-        rank = lambda i: (labels[i][1] - free[i], labels[i][0], labels[i][1])  # noqa: E731
-        first = min(range(n), key=rank)
-        rest = [i for i in range(n) if i != first]
-        sub_labels = tuple(labels[i] for i in rest)
-        sub_edges = {}
-        sub_free = []
-        for x, i in enumerate(rest):
-            f = free[i] + edges.get((min(i, first), max(i, first)), 0)
-            sub_free.append(f)
-            for y, j in enumerate(rest):
-                if x < y and edges.get((i, j), 0):
-                    sub_edges[(x, y)] = edges[(i, j)]
-        inner, imap = self.build_canonical(sub_labels, sub_edges, sub_free)
-        A = self.basic(*labels[first])
-        # contraction counts between A's group and each inner group
-        nmat = []
-        if A.groups:
-            row = []
-            for s, lv in inner.groups:
-                row.append(sum(edges.get((min(first, rest[v]), max(first, rest[v])), 0) for v in range(len(rest)) if imap[v] in lv))
-            nmat = [row]
-        lmap = {0: 0}
-        rmap = {x: x + 1 for x in range(inner.leaves)}
-        t = self.contract(A, inner, nmat, lmap, rmap)
-        vmap = {first: 0}
-        for v, i in enumerate(rest):
-            vmap[i] = imap[v] + 1
+        if n == 1:
+            return self.basic(*labels[0])
+        rest = list(range(n))
+        done = [0] * n
+        peeled = []
+        while len(rest) > 2:
+            first = min(rest, key=lambda i: (labels[i][1] - done[i], labels[i][0], labels[i][1], i))
+            peeled.append(first)
+            rest.remove(first)
+            for (a, b), m in edges.items():
+                if first in (a, b):
+                    done[b if a == first else a] += m
+        verts = tuple(rest)
+        t, vmap = self._node(labels, edges, verts)
+        for v in reversed(peeled):
+            verts = (v,) + verts
+            t, vmap = self._node(labels, edges, verts, (t, vmap))
+        return t
+
+    def _node(self, labels, edges, verts, inner=None):
+        """(tensor, vertex -> leaf id) of the open subgraph on ``verts``.
+
+        ``verts`` is a pair (the innermost node) or ``(v,) + verts_of(inner)``: the basic tensor
+        of v contracted with ``inner``. A subgraph seen before reuses its tensor.
+        """
+        sub_labels, sub_edges, free = _induced(labels, edges, verts)
+        key, perm = _canonical(sub_labels, sub_edges, free)
+        hit = self.graphs.get(key)
+        if hit is not None:
+            t, leaf_of = hit
+            return t, {v: leaf_of[perm[i]] for i, v in enumerate(verts)}
+        if inner is None:
+            a, b = sorted(range(2), key=lambda i: sub_labels[i])
+            A, B = self.basic(*sub_labels[a]), self.basic(*sub_labels[b])
+            m = sub_edges.get((0, 1), 0)
+            nmat = [[m for _ in B.groups] for _ in A.groups]
+            sym = (0, 1) if sub_labels[a] == sub_labels[b] and free[a] == free[b] > 0 else None
+            t = self.contract(A, B, nmat, sym)
+            vmap = {verts[a]: 0, verts[b]: 1}
+        else:
+            T, imap = inner
+            v = verts[0]
+            A = self.basic(*labels[v])
+            nmat = []
+            if A.groups:
+                row = []
+                for _, lv in T.groups:
+                    row.append(sum(edges.get((min(v, w), max(v, w)), 0) for w in verts[1:] if imap[w] in lv))
+                nmat = [row]
+            sym = None
+            if T.sym and nmat and nmat[0][T.sym[0]] == nmat[0][T.sym[1]]:
+                # contracting equally into both groups of a symmetric pair keeps that symmetry
+                g, h = T.sym
+                if T.groups[g][0] > nmat[0][g]:
+                    a_rest = 1 if A.groups[0][0] > sum(nmat[0]) else 0
+                    kept = [x for x, (s, _) in enumerate(T.groups) if s > nmat[0][x]]
+                    sym = (a_rest + kept.index(g), a_rest + kept.index(h))
+            t = self.contract(A, T, nmat, sym)
+            vmap = {v: 0}
+            vmap.update({w: imap[w] + 1 for w in verts[1:]})
+        self.graphs[key] = (t, {perm[i]: vmap[w] for i, w in enumerate(verts)})
         return t, vmap
-
-    @staticmethod
-    def _tie(labels, edges, i, free):
-        """Size of the inner tensor left after peeling factor i (smaller is cheaper)."""
-        size = 1
-        for j in range(len(labels)):
-            if j != i:
-                f = free[j] + edges.get((min(i, j), max(i, j)), 0)
-                size *= (f + 1) * (f + 2) // 2
-        return size
-
-    @staticmethod
-    def _symmetric(labels, edges, free):
-        """True when exactly two factors carry free indices and an automorphism swaps them."""
-        holders = [i for i, f in enumerate(free) if f]
-        if len(holders) != 2:
-            return False
-        a, b = holders
-        if labels[a] != labels[b] or free[a] != free[b]:
-            return False
-        mark_a = [f if i != a else -1 for i, f in enumerate(free)]
-        mark_b = [f if i != b else -1 for i, f in enumerate(free)]
-        return _canonical(labels, edges, mark_a)[0] == _canonical(labels, edges, mark_b)[0]
-
-    def build_canonical(self, labels, edges, free):
-        key, perm = _canonical(labels, edges, free)
-        n = len(labels)
-        inv = [0] * n
-        for old, new in enumerate(perm):
-            inv[new] = old
-        clabels = tuple(labels[inv[k]] for k in range(n))
-        cfree = [free[inv[k]] for k in range(n)]
-        cedges = {}
-        for (a, b), m in edges.items():
-            if m:
-                p, q = sorted((perm[a], perm[b]))
-                cedges[(p, q)] = m
-        t, cmap = self.build(clabels, cedges, cfree)
-        return t, {old: cmap[perm[old]] for old in range(n)}
 
     def _pair_split(self, labels, edges):
         """Split of 4 factors into two pairs when it is cheaper than peeling one factor."""
@@ -335,13 +394,7 @@ class _Builder:
         return None if best is None else best[1:]
 
     def _pair_product(self, labels, edges, split):
-        halves = []
-        for a, b in split:
-            fa = sum(m for (p, q), m in edges.items() if a in (p, q) and {p, q} != {a, b})
-            fb = sum(m for (p, q), m in edges.items() if b in (p, q) and {p, q} != {a, b})
-            sub_edges = {(0, 1): edges.get((min(a, b), max(a, b)), 0)}
-            t, imap = self.build((labels[a], labels[b]), sub_edges, [fa, fb])
-            halves.append((t, {a: imap[0], b: imap[1]}))
+        halves = [self._node(labels, edges, pair) for pair in split]
         halves.sort(key=lambda h: h[0].sort_key)
         (X, xmap), (Y, ymap) = halves
         nmat = []
@@ -355,10 +408,7 @@ class _Builder:
                             cnt += edges.get((min(v, w), max(v, w)), 0)
                 row.append(cnt)
             nmat.append(row)
-        t = self.contract(X, Y, nmat, {x: x for x in range(2)}, {x: x + 2 for x in range(2)})
-        vmap = dict(xmap)
-        vmap.update({w: l + 2 for w, l in ymap.items()})
-        return t, vmap
+        return self.contract(X, Y, nmat)
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,6 +444,8 @@ def _rows(t: _Tensor, index) -> list[tuple[int, int, int, int]]:
                 rc[h] = _add(rc[h], c)
                 w *= _multinomial(c)
             key = (L.offset + lcomp[tuple(lc)], R.offset + rcomp[tuple(rc)])
+            if L is R:  # a square: M[i]*M[j] and M[j]*M[i] form one row
+                key = (min(key), max(key))
             acc[key] = acc.get(key, 0) + w
         for (i, j), w in sorted(acc.items()):
             rows.append((i, j, w, t.offset + k))
@@ -411,8 +463,7 @@ def _generate(level: int):
     builder = _Builder()
     scalars = []
     for labels, edges in enumerate_scalars(level):
-        t, _ = builder.build_canonical(labels, edges, [0] * len(labels))
-        scalars.append(t)
+        scalars.append(builder.scalar(labels, edges))
     used_basic = set()
 
     def collect(t):

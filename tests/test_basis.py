@@ -29,8 +29,6 @@ REFERENCE = {
     26: (6, 9396, 706, 82520, 1464),
     28: (6, 17366, 866, 180069, 2445),
 }
-# levels whose intermediate tensors (alpha_moments / times counts) match MLIP exactly
-EXACT_INTERMEDIATES = [lv for lv in REFERENCE if lv <= 16]
 
 
 def _shared_data() -> Path | None:
@@ -98,16 +96,9 @@ def test_counts_match_mlip(level):
     assert len(basis.basic) == ref_basic
     assert basis.scalar_count == ref_scalar
     assert basis.radial_funcs_needed == nf
-    if level in EXACT_INTERMEDIATES:
-        assert basis.count == ref_count
-        assert len(basis.times) == ref_times
-
-
-@pytest.mark.xfail(strict=True, reason="from level 18 on MLIP evaluates some basis functions through other intermediates")
-@pytest.mark.parametrize("level", [lv for lv in REFERENCE if lv not in EXACT_INTERMEDIATES])
-def test_intermediate_counts_high_levels(level):
-    basis, _ = generate_moment_basis(level)
-    assert (basis.count, len(basis.times)) == REFERENCE[level][1:4:2]
+    # same intermediate tensors as MLIP: alpha_moments_count and alpha_index_times_count
+    assert basis.count == ref_count
+    assert len(basis.times) == ref_times
 
 
 @pytest.mark.parametrize("bad", [0, 1, 3, 7, 30, 29, -2, 2.0])
@@ -147,7 +138,7 @@ def test_basic_moments_equal_mlip_at_16():
     np.testing.assert_array_equal(basis.basic, basic)
 
 
-@pytest.mark.parametrize("level", [10, 16])
+@pytest.mark.parametrize("level", [10, 16, 20])
 def test_rotation_invariant_and_not_constant(level):
     rng = np.random.default_rng(level)
     basis, nf = generate_moment_basis(level)
@@ -178,6 +169,21 @@ def test_spans_same_space_as_mlip(level):
     residual = np.linalg.norm(mine @ coef - ref) / np.linalg.norm(ref)
     assert residual < 1e-9
     assert scale.min() > 0
+
+
+@pytest.mark.parametrize("level", [16, 18, 20])
+def test_same_basis_functions_as_mlip(level):
+    """Every basis function equals one of MLIP's exactly (same contraction, same normalisation)."""
+    basic, times, mapping, count = _read_template(_template(level))
+    basis, nf = generate_moment_basis(level)
+    np.testing.assert_array_equal(basis.basic, basic)
+    rng = np.random.default_rng(200 + level)
+    vectors, radial = _neighbourhoods(rng, 3, 9, nf)
+    mine = _evaluate(basis.basic, basis.times, basis.mapping, basis.count, vectors, radial)
+    ref = _evaluate(basic, times, mapping, count, vectors, radial)
+    scale = np.abs(ref).max()
+    key = lambda cols: sorted(map(tuple, np.round(cols.T / scale, 9)))  # noqa: E731
+    assert key(mine) == key(ref)
 
 
 def test_untrained_mtp():
