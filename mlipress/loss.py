@@ -39,6 +39,7 @@ Layers:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -374,6 +375,47 @@ def make_loss_fn(mtp: MTP, weights: LossWeights | None = None):
 # ----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, eq=False)
+class _StructureKey:
+    """Hash an MTP by its structure (not its coefficients) to share compiled chunk losses."""
+
+    mtp: MTP
+
+    def _key(self):
+        m = self.mtp
+        return (m.species_count, m.radial_funcs_count, m.radial_basis, m.moments.count,
+                m.moments.basic.tobytes(), m.moments.times.tobytes(), m.moments.mapping.tobytes())  # fmt: skip
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __eq__(self, other):
+        return isinstance(other, _StructureKey) and self._key() == other._key()
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_chunk_fns(key: _StructureKey, weights: LossWeights | None):
+    """jit-compiled ``terms``, ``loss`` and ``value_and_grad(loss)`` of one model structure,
+    shared by every :class:`Objective` of that structure (compiled once per chunk shape)."""
+    terms = make_loss_terms_fn(key.mtp, weights)
+
+    def chunk_loss(params, chunk):
+        e, f, s = terms(params, chunk)
+        return e + f + s
+
+    return jax.jit(terms), jax.jit(chunk_loss), jax.jit(jax.value_and_grad(chunk_loss))
+
+
+@jax.jit
+def _penalty_value(coef, radial):
+    return coef * radial_penalty(radial)
+
+
+@jax.jit
+def _penalty_value_and_grad(coef, params):
+    return jax.value_and_grad(lambda p: coef * radial_penalty(p["radial"]))(params)
+
+
 class Objective:
     """MLIP-2's training objective ``f`` over a prepared training set (REFERENCE.md section 3).
 
@@ -398,23 +440,16 @@ class Objective:
         self.weights = data.weights if weights is None else weights
         self.frozen = tuple(frozen)
         # stored effective weights when they match, recomputed in-graph otherwise
-        terms = make_loss_terms_fn(mtp, None if self.weights == data.weights else self.weights)
-        self._terms = jax.jit(terms)
-
-        def chunk_loss(params, chunk):
-            e, f, s = terms(params, chunk)
-            return e + f + s
-
-        self._loss = jax.jit(chunk_loss)
-        self._loss_grad = jax.jit(jax.value_and_grad(chunk_loss))
-        coef = self.weights.penalty
-
-        def penalty(params):
-            return coef * radial_penalty(params["radial"])
-
-        self._penalty = jax.jit(penalty)
-        self._penalty_grad = jax.jit(jax.value_and_grad(penalty))
+        in_graph = None if self.weights == data.weights else self.weights
+        self._terms, self._loss, self._loss_grad = _compiled_chunk_fns(_StructureKey(mtp), in_graph)
+        self._coef = jnp.asarray(self.weights.penalty)
         self._inv_k = 1.0 / data.n_configs
+
+    def _penalty(self, params):
+        return _penalty_value(self._coef, params["radial"])
+
+    def _penalty_grad(self, params):
+        return _penalty_value_and_grad(self._coef, params)
 
     @property
     def n_configs(self) -> int:

@@ -117,7 +117,7 @@ def _configs(rng, with_missing=True):
 @pytest.fixture(scope="module")
 def small():
     rng = np.random.default_rng(1)
-    mtp = untrained_mtp(8, species_count=2, min_dist=1.5, max_dist=4.5)
+    mtp = untrained_mtp(6, species_count=2, min_dist=1.5, max_dist=4.5)  # 2 radial functions
     params = {
         "radial": jnp.asarray(rng.normal(scale=0.3, size=mtp.radial_shape)),
         "species": jnp.asarray(rng.normal(size=2)),
@@ -151,31 +151,40 @@ def _check_fd(obj, params, blocks, seed0):
         direction = {key: (v if key == block or block == "all" else jax.tree_util.tree_map(jnp.zeros_like, v))
                      for key, v in direction.items()}  # fmt: skip
         direction["scaling"] = jnp.zeros(())
-        fd = _directional_fd(obj.value, params, direction)
+        # values from value_and_grad: one compilation per chunk shape instead of two
+        fd = _directional_fd(lambda p: obj.value_and_grad(p)[0], params, direction)
         ad = _dot(grad, direction)
         assert ad == pytest.approx(fd, rel=2e-7, abs=1e-12), block
 
 
 def test_gradient_finite_differences_dense(small):
     mtp, params, configs = small
-    # a large penalty so that its gradient matters too; max_atoms=8 -> several chunks
-    weights = LossWeights(penalty=1e-2, scale_by_force=0.5)
-    data = prepare(configs, mtp, weights, max_atoms=8)
-    assert len(data.chunks) > 1
+    # a large penalty so that its gradient matters too; max_atoms=9 -> two chunks, one shape
+    weights = LossWeights(penalty=1.0, scale_by_force=0.5)
+    data = prepare(configs, mtp, weights, max_atoms=9)
+    assert len(data.chunks) == 2 and len(data.shapes) == 1
     _check_fd(Objective(mtp, data), params, ["radial", "species", "moment", "all"], seed0=10)
 
 
 def test_gradient_finite_differences_matrix_factorized(small):
-    mtp, params, configs = small
-    params = dict(params, radial=MatrixFactorized.random(3, mtp.radial_shape, rank=2, scale=0.3))
-    data = prepare(configs, mtp, LossWeights(penalty=1e-2, weighting="structures"))
-    obj = Objective(mtp, data)
+    _, _, configs = small
+    rng = np.random.default_rng(2)
+    mtp = untrained_mtp(2, species_count=2, min_dist=1.5, max_dist=4.5)  # level 2: cheap to compile
+    params = {
+        "radial": MatrixFactorized.random(3, mtp.radial_shape, rank=2, scale=0.3),
+        "species": jnp.asarray(rng.normal(size=2)),
+        "moment": jnp.asarray(rng.normal(scale=0.1, size=mtp.moments.scalar_count)),
+        "scaling": jnp.asarray(1.0),
+    }
+    weights = LossWeights(penalty=1.0, weighting="structures")
+    obj = Objective(mtp, prepare(configs, mtp, weights))
     value, grad = obj.value_and_grad(params)
     assert isinstance(grad["radial"], MatrixFactorized)
-    # the penalty applies to the dense tensor U V^T
-    t = obj.terms(params)
-    assert t["penalty"] == pytest.approx(1e-2 * float(radial_penalty(params["radial"].dense())), rel=1e-12)
-    assert value == pytest.approx(t["f"], rel=1e-12)
+    # the penalty applies to the dense tensor U V^T: f - f(penalty = 0) = P(U V^T)
+    no_penalty = Objective(mtp, prepare(configs, mtp, LossWeights(penalty=0.0, weighting="structures")))
+    penalty = float(radial_penalty(params["radial"].dense()))
+    assert penalty > 1e-2 * value
+    assert value == pytest.approx(no_penalty.value_and_grad(params)[0] + penalty, rel=1e-12)
     _check_fd(obj, params, ["radial", "all"], seed0=20)
 
 
@@ -222,16 +231,16 @@ def test_weighting_modes_by_hand():
     # the same cluster with a virial label: still no stress term (non-periodic)
     configs.append(Configuration(configs[2].positions, configs[2].types, energy=0.1, forces=configs[2].forces,
                                  virial=np.eye(3)))  # fmt: skip
-    # predictions, one configuration at a time
-    efs = make_efs_fn(mtp)
+    # predictions: one batch, sliced per configuration
     from mlipress.neighbors import build_batch
 
-    pred = []
-    for c in configs:
-        out = efs(params, build_batch([c], mtp.cutoff))
-        pred.append((float(out["energy"][0]), np.asarray(out["forces"][: c.natoms]), np.asarray(out["virial"][0])))
+    out = jax.jit(make_efs_fn(mtp))(params, build_batch(configs, mtp.cutoff))
+    pred, offset = [], 0
+    for k, c in enumerate(configs):
+        F = np.asarray(out["forces"][offset : offset + c.natoms])
+        pred.append((float(out["energy"][k]), F, np.asarray(out["virial"][k])))
+        offset += c.natoms
 
-    loss = jax.jit(make_loss_fn(mtp))  # stored effective weights; one compilation for all modes
     cases = [
         LossWeights(),
         LossWeights(weighting="molecules"),
@@ -239,20 +248,22 @@ def test_weighting_modes_by_hand():
         LossWeights(energy=0.5, force=0.2, stress=0.1, scale_by_force=0.7),
         LossWeights(energy=0.5, force=0.2, stress=0.1, weighting="structures", scale_by_force=2.0),
     ]
+    P = float(radial_penalty(params["radial"]))
     for w in cases:
         data = prepare(configs, mtp, w)
         assert len(data.chunks) == 1
         chunk = data.chunks[0]
         assert list(np.asarray(chunk.has_virial[:5])) == [True, True, False, False, False]
         assert list(np.asarray(chunk.has_forces[:5])) == [True, True, True, False, True]
-        expected = _hand_loss(configs, pred, w)
-        assert float(loss(params, chunk)) == pytest.approx(expected, rel=1e-12), w
-        # recomputing the weights in the graph gives the same number
-        assert float(make_loss_fn(mtp, w)(params, prepare(configs, mtp).chunks[0])) == pytest.approx(expected, rel=1e-12)
-        # the objective averages over K configurations and adds the penalty once
-        obj = Objective(mtp, data)
-        P = float(radial_penalty(params["radial"]))
-        assert obj.terms(params)["f"] == pytest.approx(expected / len(configs) + w.penalty * P, rel=1e-12)
+        # f = (1/K) sum_k L_k + penalty P; every case shares one compilation (same structure)
+        expected = _hand_loss(configs, pred, w) / len(configs) + w.penalty * P
+        assert Objective(mtp, data).value(params) == pytest.approx(expected, rel=1e-12), w
+
+    # weights recomputed in the graph from a chunk prepared with other weights: same number
+    w = cases[-1]
+    in_graph = jax.jit(make_loss_fn(mtp, w))
+    expected = _hand_loss(configs, pred, w)
+    assert float(in_graph(params, prepare(configs, mtp).chunks[0])) == pytest.approx(expected, rel=1e-12)
 
 
 def test_effective_weights_numbers():
