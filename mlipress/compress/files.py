@@ -1,0 +1,132 @@
+"""Files of compressed MTPs: a standard dense ``.mtp`` plus a factored sidecar.
+
+A compressed potential ``X.mtp`` is written as two files:
+
+1. ``X.mtp`` -- a standard MLIP ``.mtp`` with ``radial_coeffs = param.dense()`` (eq. (5):
+   ``C[z_i, z_j, mu, b]``), read by ``mlipress evaluate`` / MLIP itself with the same
+   predictions as the factored model (to round-off, ~1e-12 relative).
+2. ``X.mtp.factors.npz`` (:func:`sidecar_path`) -- the factored parametrisation, a NumPy
+   ``.npz`` (no pickles) with
+
+   - ``header``: a JSON string ``{"format": "mlipress-factored-radial", "version": 1,
+     "kind": "dense"|"mf"|"tt", "spec": "mf:8", "rank": r | [r1, r2, r3] | null,
+     "dims": [N_T, N_f, N_b], "mtp_sha256": <sha256 of the X.mtp text>}``;
+   - the factor arrays: ``U`` (N_T^2, r), ``V`` (N_f N_b, r) for MF (section II.C,
+     ``reshape(C, [N_T^2, N_f N_b]) = U V^T``), ``G1..G4`` for TT, ``C`` for dense;
+   - ``species``, ``moment``, ``scaling``: the other parameters, bit-exact.
+
+Both files are written atomically (the .mtp first). :func:`read_compressed` returns the
+``MTP`` (from the .mtp, with everything but the radial block) and the params dict with the
+factored radial part, identical (bit for bit) to what was written; it checks that the sidecar
+belongs to the ``.mtp`` (hash) and that the shapes agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from mlipress.io.atomic import atomic_write
+from mlipress.io.mtp import format_mtp, parse_mtp
+from mlipress.model import MTP
+from mlipress.radial import Dense, MatrixFactorized, TensorTrain
+from mlipress.training import to_mtp
+
+__all__ = ["FORMAT", "VERSION", "sidecar_path", "write_compressed", "read_compressed", "radial_kind"]
+
+FORMAT = "mlipress-factored-radial"
+VERSION = 1
+_ARRAYS = {"dense": ("C",), "mf": ("U", "V"), "tt": ("G1", "G2", "G3", "G4")}
+
+
+def sidecar_path(path) -> Path:
+    """``X.mtp`` -> ``X.mtp.factors.npz``."""
+    path = Path(path)
+    return path.with_name(path.name + ".factors.npz")
+
+
+def radial_kind(param) -> str:
+    """``"dense"``, ``"mf"`` or ``"tt"`` for a radial parametrisation (a raw array is dense)."""
+    if isinstance(param, MatrixFactorized):
+        return "mf"
+    if isinstance(param, TensorTrain):
+        return "tt"
+    return "dense"
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_compressed(path, mtp: MTP, params: dict, spec: str | None = None) -> tuple[Path, Path]:
+    """Write the dense ``.mtp`` at ``path`` and the factored sidecar next to it.
+
+    ``mtp``: the potential's structure (its coefficients are replaced by ``params``);
+    ``params``: ``{"radial", "species", "moment", "scaling"}`` with ``radial`` a
+    :class:`Dense` / :class:`MatrixFactorized` / :class:`TensorTrain` (or a dense array);
+    ``spec``: optional spec string recorded in the header (e.g. ``"rmf:6"``).
+    Returns ``(mtp_path, sidecar_path)``.
+    """
+    path = Path(path)
+    radial = params["radial"]
+    if not hasattr(radial, "dense"):
+        radial = Dense.from_dense(radial)
+    kind = radial_kind(radial)
+    text = format_mtp(to_mtp(mtp, {**params, "radial": radial}))
+    rank = radial.rank
+    header = {
+        "format": FORMAT, "version": VERSION, "kind": kind, "spec": spec,
+        "rank": list(rank) if isinstance(rank, tuple) else rank,
+        "dims": list(radial.dims), "mtp_sha256": _sha(text),
+    }
+    arrays = {name: np.asarray(getattr(radial, name), dtype=np.float64) for name in _ARRAYS[kind]}
+    arrays["species"] = np.asarray(params["species"], dtype=np.float64)
+    arrays["moment"] = np.asarray(params["moment"], dtype=np.float64)
+    arrays["scaling"] = np.asarray(params["scaling"], dtype=np.float64)
+    buf = io.BytesIO()
+    np.savez(buf, header=np.array(json.dumps(header)), **arrays)
+    side = sidecar_path(path)
+    atomic_write(path, text)
+    atomic_write(side, buf.getvalue())
+    return path, side
+
+
+def read_compressed(path, check_hash: bool = True) -> tuple[MTP, dict, dict]:
+    """Read ``path`` (.mtp) and its sidecar -> ``(mtp, params, header)``.
+
+    ``params["radial"]`` is the factored parametrisation exactly as written; ``mtp`` is the
+    dense potential of the ``.mtp``. Raises ``ValueError`` when the sidecar is missing, of an
+    unknown format/version, written for another ``.mtp`` (``check_hash``) or of the wrong shape.
+    """
+    path = Path(path)
+    side = sidecar_path(path)
+    text = path.read_text(encoding="utf-8")
+    mtp = parse_mtp(text, str(path))
+    if not side.exists():
+        raise ValueError(f"{path}: no factored sidecar {side}")
+    with np.load(side, allow_pickle=False) as z:
+        header = json.loads(str(z["header"]))
+        if header.get("format") != FORMAT or header.get("version") != VERSION:
+            raise ValueError(f"{side}: not a {FORMAT} v{VERSION} file")
+        if check_hash and header.get("mtp_sha256") != _sha(text):
+            raise ValueError(f"{side} was written for a different {path.name} (hash mismatch)")
+        kind = header["kind"]
+        if kind not in _ARRAYS:
+            raise ValueError(f"{side}: unknown radial kind {kind!r}")
+        arrs = {name: jnp.asarray(z[name]) for name in _ARRAYS[kind]}
+        species, moment, scaling = (jnp.asarray(z[k]) for k in ("species", "moment", "scaling"))
+    dims = tuple(int(d) for d in header["dims"])
+    if kind == "mf":
+        radial = MatrixFactorized.checked(arrs["U"], arrs["V"], dims)
+    elif kind == "tt":
+        radial = TensorTrain(*(arrs[k] for k in ("G1", "G2", "G3", "G4")))
+    else:
+        radial = Dense(arrs["C"])
+    if radial.shape != mtp.radial_shape:
+        raise ValueError(f"{side}: radial shape {radial.shape} does not match {path} {mtp.radial_shape}")
+    return mtp, {"radial": radial, "species": species, "moment": moment, "scaling": scaling}, header
