@@ -42,7 +42,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +51,7 @@ import numpy as np
 from mlipress.data import Configuration, Dataset
 from mlipress.evaluator import make_efs_fn
 from mlipress.model import MTP
-from mlipress.neighbors import NeighborBatch, build_batch, chunk_configurations
+from mlipress.neighbors import NeighborBatch, build_batch, pairs
 
 __all__ = [
     "LossWeights",
@@ -203,6 +203,31 @@ def effective_weights(weights: LossWeights, natoms, ref_forces, atom_config, has
     return w_energy, w_force, w_stress
 
 
+def balanced_chunks(sizes: Sequence[int], max_atoms: int) -> list[list[int]]:
+    """Split configurations (``sizes`` = atoms of each) into consecutive chunks of at most
+    ``max_atoms`` atoms, as few as possible and of nearly equal size (so one padded shape
+    fits all of them with little waste). A configuration larger than ``max_atoms`` gets a
+    chunk of its own.
+    """
+    sizes = [int(s) for s in sizes]
+    if not sizes:
+        return []
+    cum = np.concatenate([[0], np.cumsum(sizes)])
+    total = int(cum[-1])
+    n = max(1, -(-total // max_atoms))
+    while True:
+        bounds = [0]
+        for j in range(1, n):
+            b = int(np.argmin(np.abs(cum - j * total / n)))
+            if bounds[-1] < b < len(sizes):
+                bounds.append(b)
+        bounds.append(len(sizes))
+        groups = [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        if all(len(g) == 1 or cum[g[-1] + 1] - cum[g[0]] <= max_atoms for g in groups):
+            return groups
+        n += 1
+
+
 def _config_bucket(n: int) -> int:
     """Configurations per chunk padded to 1, 2, 4, 8, ..., then multiples of 64."""
     if n <= 64:
@@ -223,12 +248,12 @@ def prepare(
 ) -> TrainingData:
     """Build padded training chunks once on the host (NumPy; REFERENCE.md section 3).
 
-    Configurations are split into consecutive chunks of at most ``max_atoms`` atoms
-    (:func:`~mlipress.neighbors.chunk_configurations`); each chunk is padded to bucket sizes
-    in atoms and neighbours (:func:`~mlipress.neighbors.build_batch`) and in configurations
-    (1, 2, 4, ..., 64, then multiples of 64; padding configurations are empty and weightless).
-    ``pad_neighbors`` forces one neighbour padding for every chunk (default: the largest
-    bucket any chunk needs, so chunks differ at most in their atom / configuration padding).
+    Configurations are split into consecutive, nearly equal chunks of at most ``max_atoms``
+    atoms (:func:`balanced_chunks`). All chunks share one padded shape: atoms rounded up to a
+    multiple of 16 above the largest chunk, configurations to 1, 2, 4, ..., 64 or a multiple
+    of 64 (padding configurations are empty and weightless), neighbour slots to a multiple of
+    4 above the largest neighbour count (or ``pad_neighbors``). A single configuration larger
+    than ``max_atoms`` gets a chunk and shape of its own. So a training set compiles once.
 
     A configuration without ``energy``, ``forces`` or ``virial`` gets zero weight for that
     term; non-periodic configurations never carry a virial here (their stress weight is 0).
@@ -242,18 +267,25 @@ def prepare(
         raise ValueError(
             f"training data uses type index {max_type} but the potential has {mtp.species_count} species"
         )
-    groups = chunk_configurations(configs, max_atoms)
+    groups = balanced_chunks([c.natoms for c in configs], max_atoms)
     cutoff = mtp.cutoff
     if pad_neighbors is None:
-        probe = [build_batch([configs[k] for k in g], cutoff) for g in groups]
-        pad_neighbors = max(b.vectors.shape[1] for b in probe)
+        most = max((int(np.bincount(pairs(c, cutoff)[0]).max(initial=0)) for c in configs if c.natoms), default=0)
+        pad_neighbors = max(8, -(-most // 4) * 4)
+    # One padded shape for all regular chunks (balanced, so little padding); a configuration
+    # larger than max_atoms gets a chunk and a shape of its own.
+    sizes = [sum(configs[k].natoms for k in g) for g in groups]
+    regular = [s for s, g in zip(sizes, groups) if s <= max_atoms or len(g) > 1]
+    A_common = -(-(max(regular, default=0) + 1) // 16) * 16
+    C_common = _config_bucket(max((len(g) for g in groups), default=1))
     chunks = []
-    for g in groups:
+    for g, size in zip(groups, sizes):
         members = [configs[k] for k in g]
         n_real = len(members)
-        n_pad = _config_bucket(n_real)
+        n_pad = C_common if n_real <= C_common else _config_bucket(n_real)
+        pad_atoms = A_common if size + 1 <= A_common else -(-(size + 1) // 16) * 16
         padded = members + [_empty_configuration()] * (n_pad - n_real)
-        batch = build_batch(padded, cutoff, pad_neighbors=pad_neighbors)
+        batch = build_batch(padded, cutoff, pad_atoms=pad_atoms, pad_neighbors=pad_neighbors)
         A = batch.types_i.shape[0]
         energy = np.zeros(n_pad)
         virial = np.zeros((n_pad, 3, 3))

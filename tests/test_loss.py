@@ -320,3 +320,24 @@ def test_flatten_mlip_gradient_order():
     assert flat[C.size + 2] == -10.0 and len(flat) == C.size + 2 + mtp.moments.scalar_count
     with pytest.raises(TypeError):
         flatten_mlip_gradient(dict(grad, radial=MatrixFactorized.random(0, mtp.radial_shape, 1)), mtp)
+
+
+def test_balanced_chunks_and_single_shape():
+    from mlipress.loss import balanced_chunks
+
+    sizes = [32] * 21
+    assert balanced_chunks(sizes, 4096) == [list(range(21))]
+    groups = balanced_chunks(sizes, 200)  # 672 atoms -> 4 chunks of 5-6 configurations
+    assert len(groups) == 4 and sum(groups, []) == list(range(21))
+    assert all(160 <= 32 * len(g) <= 200 for g in groups)
+    # an oversized configuration gets its own chunk; order is kept
+    groups = balanced_chunks([10, 500, 10, 10], 100)
+    assert [1] in groups and sum(groups, []) == [0, 1, 2, 3]
+    assert all(len(g) == 1 or sum([10, 500, 10, 10][k] for k in g) <= 100 for g in groups)
+    # prepare: every regular chunk has the same padded shape
+    rng = np.random.default_rng(3)
+    configs = _configs(rng) * 5
+    mtp = untrained_mtp(2, species_count=2, min_dist=1.5, max_dist=4.5)
+    data = prepare(configs, mtp, max_atoms=20)
+    assert len(data.chunks) > 3 and len(data.shapes) == 1
+    assert sum(len(m) for m in data.members) == data.n_configs == len(configs)
