@@ -1,0 +1,127 @@
+"""MD speed through ASE with the skin calculator against the bare evaluation cost (one thread).
+
+Usage::
+
+    python benchmarks/md.py [--repeat 8,8,6] [--steps 100] [--skin 0.5]
+
+fcc Cu (8x8x6 cubic cells = 1536 atoms, a = 3.6 A) with the fitted level-10 Cu MTP of the
+shared reference data (``cubic/10/pot.mtp``), NVE at 300 K, 1 fs. Reports, after compilation:
+
+- bare: one jit-compiled energy+forces+stress evaluation on a prebuilt padded batch;
+- plain calculator: ``MTPCalculator`` per MD step (vesin neighbour search every step);
+- skin calculator: ``SkinMTPCalculator`` per MD step (search only when needed).
+
+Writes ``benchmarks/results/md.json``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from ase.build import bulk  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mlipress.calculator import MTPCalculator  # noqa: E402
+from mlipress.data import Configuration  # noqa: E402
+from mlipress.simulate import SkinMTPCalculator, run_md  # noqa: E402
+
+
+def shared_data() -> Path:
+    env = os.environ.get("MLIPRESS_SHARED_DATA")
+    path = Path(env) if env else ROOT.parent / "shared" / "data"
+    if not path.is_dir():
+        sys.exit(f"shared data not found at {path}: set MLIPRESS_SHARED_DATA")
+    return path
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "threads": 1, "load_avg_1min": load,
+            "jax": jax.__version__, "python": platform.python_version()}
+
+
+def md_rate(calc, repeat, steps) -> tuple[float, int]:
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(repeat)
+    run_md(atoms, calc, "nve", temperature=300, steps=5, interval=1000, progress=False)  # compile
+    result = run_md(atoms, calc, "nve", temperature=300, steps=steps, interval=10**9, progress=False)
+    return result.steps_per_second, len(atoms)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", default="8,8,6")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--skin", type=float, default=0.5)
+    args = parser.parse_args()
+    repeat = tuple(int(x) for x in args.repeat.split(","))
+    pot = shared_data() / "mlip-reference" / "cubic" / "10" / "pot.mtp"
+
+    # Bare evaluation: prebuilt batch, jit-compiled efs only.
+    bare_calc = MTPCalculator(pot, species=["Cu"])
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(repeat)
+    atoms.rattle(0.02, seed=0)
+    batch = bare_calc._batch(Configuration(atoms.positions, np.zeros(len(atoms), np.int64), np.array(atoms.cell)))
+    jax.block_until_ready(bare_calc._efs(bare_calc.params, batch))
+    times = []
+    for _ in range(10):
+        t = time.perf_counter()
+        jax.block_until_ready(bare_calc._efs(bare_calc.params, batch))
+        times.append(time.perf_counter() - t)
+    bare_ms = 1000 * float(np.median(times))
+
+    plain_rate, n = md_rate(MTPCalculator(pot, species=["Cu"]), repeat, args.steps)
+    skin = SkinMTPCalculator(pot, species=["Cu"], skin=args.skin)
+    skin_rate, _ = md_rate(skin, repeat, args.steps)
+
+    rows = [
+        ("bare evaluation (efs only)", 1000 / bare_ms, bare_ms),
+        ("MD, MTPCalculator (search every step)", plain_rate, 1000 / plain_rate),
+        (f"MD, SkinMTPCalculator (skin {args.skin} A)", skin_rate, 1000 / skin_rate),
+    ]
+    print(f"{n} atoms fcc Cu, level-10 MTP, NVE 300 K, 1 fs, {args.steps} steps, one thread")
+    print(f"{'route':45s} {'steps/s':>9s} {'ms/step':>9s} {'us/atom':>9s}")
+    for name, rate, ms in rows:
+        print(f"{name:45s} {rate:9.2f} {ms:9.2f} {1000 * ms / n:9.2f}")
+    print(f"skin calculator: {skin.rebuilds} neighbour searches in {skin.calls} calls; "
+          f"MD overhead over bare evaluation {100 * (1000 / skin_rate / bare_ms - 1):.1f}%")
+    out = {
+        "machine": machine(),
+        "atoms": n,
+        "repeat": list(repeat),
+        "potential": "cubic/10/pot.mtp (Cu, level 10, 5 A cutoff)",
+        "steps": args.steps,
+        "skin_A": args.skin,
+        "bare_ms_per_call": bare_ms,
+        "plain_md_steps_per_s": plain_rate,
+        "skin_md_steps_per_s": skin_rate,
+        "skin_rebuilds": skin.rebuilds,
+        "skin_calls": skin.calls,
+    }
+    path = ROOT / "benchmarks" / "results" / "md.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
