@@ -67,6 +67,8 @@ __all__ = [
     "flatten_mlip_gradient",
     "MLIP2_PENALTY",
     "MLIP3_PENALTY",
+    "FAST_COMPILE",
+    "balanced_chunks",
 ]
 
 #: Coefficient of the radial orthonormality penalty in MLIP-2 (REFERENCE.md section 3).
@@ -75,6 +77,9 @@ MLIP2_PENALTY = 1e-9
 MLIP3_PENALTY = 1e-6
 
 _WEIGHTINGS = ("vibrations", "molecules", "structures")
+
+#: XLA options trading pass speed (~35 % slower) for half the compilation time.
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
 @dataclass(frozen=True)
@@ -426,16 +431,18 @@ class _StructureKey:
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_chunk_fns(key: _StructureKey, weights: LossWeights | None):
+def _compiled_chunk_fns(key: _StructureKey, weights: LossWeights | None, options: tuple | None = None):
     """jit-compiled ``terms``, ``loss`` and ``value_and_grad(loss)`` of one model structure,
-    shared by every :class:`Objective` of that structure (compiled once per chunk shape)."""
+    shared by every :class:`Objective` of that structure (compiled once per chunk shape).
+    ``options``: XLA compiler options as sorted ``(name, value)`` pairs."""
     terms = make_loss_terms_fn(key.mtp, weights)
+    jit = functools.partial(jax.jit, compiler_options=dict(options)) if options else jax.jit
 
     def chunk_loss(params, chunk):
         e, f, s = terms(params, chunk)
         return e + f + s
 
-    return jax.jit(terms), jax.jit(chunk_loss), jax.jit(jax.value_and_grad(chunk_loss))
+    return jit(terms), jit(chunk_loss), jit(jax.value_and_grad(chunk_loss))
 
 
 @jax.jit
@@ -462,18 +469,31 @@ class Objective:
     ``frozen``: top-level keys of ``params`` whose gradient is reported as zero (default
     ``("scaling",)``: MLIP's BFGS does not optimise the radial-basis scaling).
 
-    Each chunk loss (and its gradient) is jit-compiled once per distinct padded shape and
-    accumulated on the device; the penalty is added once.
+    ``compiler_options``: passed to ``jax.jit``; ``FAST_COMPILE``
+    (``{"xla_backend_optimization_level": 0}``) halves the compilation time (L16: 24 -> 11 s
+    CPU) for a ~35 % slower pass, worth it for short runs and tests.
+
+    Each chunk loss (and its gradient) is jit-compiled once per distinct padded shape (shared
+    by all objectives of the same model structure, weights and options) and accumulated on
+    the device; the penalty is added once.
     """
 
-    def __init__(self, mtp: MTP, data: TrainingData, weights: LossWeights | None = None, frozen=("scaling",)):
+    def __init__(
+        self,
+        mtp: MTP,
+        data: TrainingData,
+        weights: LossWeights | None = None,
+        frozen=("scaling",),
+        compiler_options: dict | None = None,
+    ):
         self.mtp = mtp
         self.data = data
         self.weights = data.weights if weights is None else weights
         self.frozen = tuple(frozen)
         # stored effective weights when they match, recomputed in-graph otherwise
         in_graph = None if self.weights == data.weights else self.weights
-        self._terms, self._loss, self._loss_grad = _compiled_chunk_fns(_StructureKey(mtp), in_graph)
+        options = tuple(sorted(compiler_options.items())) if compiler_options else None
+        self._terms, self._loss, self._loss_grad = _compiled_chunk_fns(_StructureKey(mtp), in_graph, options)
         self._coef = jnp.asarray(self.weights.penalty)
         self._inv_k = 1.0 / data.n_configs
 

@@ -18,6 +18,7 @@ from mlipress.basis import untrained_mtp
 from mlipress.data import Configuration
 from mlipress.evaluator import make_efs_fn
 from mlipress.loss import (
+    FAST_COMPILE,
     LossWeights,
     Objective,
     effective_weights,
@@ -27,6 +28,9 @@ from mlipress.loss import (
     radial_penalty,
 )
 from mlipress.radial import MatrixFactorized
+
+# Every compilation here uses FAST_COMPILE (XLA backend optimisation level 0): half the
+# compile time, which dominates these tests.
 
 # MLIP-2 `f` on cubic/train21.cfg (REFERENCE.md section 4)
 MLIP2_F = {10: 7.600390275199e-07, 16: 4.304363622260e-06, 20: 3.284599548693e-07}
@@ -45,7 +49,7 @@ def _check_against_mlip(shared_data, level: int, grad_tol: float):
     mtp = read_mtp(root / f"{level}" / "pot.mtp")
     data = prepare(read_cfg(root / "train21.cfg"), mtp)
     assert data.n_configs == 21 and len(data.shapes) == 1
-    value, grad = Objective(mtp, data).value_and_grad(params_from_mtp(mtp))
+    value, grad = Objective(mtp, data, compiler_options=FAST_COMPILE).value_and_grad(params_from_mtp(mtp))
     assert value == pytest.approx(MLIP2_F[level], rel=1e-8)
 
     ref = np.loadtxt(root / f"{level}" / "loss_grad_train21.txt")
@@ -163,7 +167,8 @@ def test_gradient_finite_differences_dense(small):
     weights = LossWeights(penalty=1.0, scale_by_force=0.5)
     data = prepare(configs, mtp, weights, max_atoms=9)
     assert len(data.chunks) == 2 and len(data.shapes) == 1
-    _check_fd(Objective(mtp, data), params, ["radial", "species", "moment", "all"], seed0=10)
+    obj = Objective(mtp, data, compiler_options=FAST_COMPILE)
+    _check_fd(obj, params, ["radial", "species", "moment", "all"], seed0=10)
 
 
 def test_gradient_finite_differences_matrix_factorized(small):
@@ -177,11 +182,13 @@ def test_gradient_finite_differences_matrix_factorized(small):
         "scaling": jnp.asarray(1.0),
     }
     weights = LossWeights(penalty=1.0, weighting="structures")
-    obj = Objective(mtp, prepare(configs, mtp, weights))
+    obj = Objective(mtp, prepare(configs, mtp, weights), compiler_options=FAST_COMPILE)
     value, grad = obj.value_and_grad(params)
     assert isinstance(grad["radial"], MatrixFactorized)
     # the penalty applies to the dense tensor U V^T: f - f(penalty = 0) = P(U V^T)
-    no_penalty = Objective(mtp, prepare(configs, mtp, LossWeights(penalty=0.0, weighting="structures")))
+    no_penalty = Objective(
+        mtp, prepare(configs, mtp, LossWeights(penalty=0.0, weighting="structures")), compiler_options=FAST_COMPILE
+    )
     penalty = float(radial_penalty(params["radial"].dense()))
     assert penalty > 1e-2 * value
     assert value == pytest.approx(no_penalty.value_and_grad(params)[0] + penalty, rel=1e-12)
@@ -234,7 +241,7 @@ def test_weighting_modes_by_hand():
     # predictions: one batch, sliced per configuration
     from mlipress.neighbors import build_batch
 
-    out = jax.jit(make_efs_fn(mtp))(params, build_batch(configs, mtp.cutoff))
+    out = jax.jit(make_efs_fn(mtp), compiler_options=FAST_COMPILE)(params, build_batch(configs, mtp.cutoff))
     pred, offset = [], 0
     for k, c in enumerate(configs):
         F = np.asarray(out["forces"][offset : offset + c.natoms])
@@ -257,11 +264,12 @@ def test_weighting_modes_by_hand():
         assert list(np.asarray(chunk.has_forces[:5])) == [True, True, True, False, True]
         # f = (1/K) sum_k L_k + penalty P; every case shares one compilation (same structure)
         expected = _hand_loss(configs, pred, w) / len(configs) + w.penalty * P
-        assert Objective(mtp, data).value(params) == pytest.approx(expected, rel=1e-12), w
+        obj = Objective(mtp, data, compiler_options=FAST_COMPILE)
+        assert obj.value(params) == pytest.approx(expected, rel=1e-12), w
 
     # weights recomputed in the graph from a chunk prepared with other weights: same number
     w = cases[-1]
-    in_graph = jax.jit(make_loss_fn(mtp, w))
+    in_graph = jax.jit(make_loss_fn(mtp, w), compiler_options=FAST_COMPILE)
     expected = _hand_loss(configs, pred, w)
     assert float(in_graph(params, prepare(configs, mtp).chunks[0])) == pytest.approx(expected, rel=1e-12)
 
