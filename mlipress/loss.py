@@ -39,6 +39,7 @@ Layers:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
@@ -491,7 +492,8 @@ class Objective:
         self.weights = data.weights if weights is None else weights
         self.frozen = tuple(frozen)
         # stored effective weights when they match, recomputed in-graph otherwise
-        in_graph = None if self.weights == data.weights else self.weights
+        same = dataclasses.replace(self.weights, penalty=data.weights.penalty) == data.weights
+        in_graph = None if same else self.weights
         options = tuple(sorted(compiler_options.items())) if compiler_options else None
         self._terms, self._loss, self._loss_grad = _compiled_chunk_fns(_StructureKey(mtp), in_graph, options)
         self._coef = jnp.asarray(self.weights.penalty)
