@@ -1,0 +1,180 @@
+"""Real fits on the shared DFT data, next to published potentials (issue: training engine).
+
+Targets (``--target``):
+
+- ``mlearn-Li``, ``mlearn-Mo``, ``mlearn-Si``: Zuo et al. 2020 data; fit the same level as the
+  published MTP (Li 16, Mo 20, Si 24) on ``training.json`` (or a random subset of it), report
+  test MAE/RMSE next to the published MAEs (REFERENCE.md section 5);
+- ``nbmotaw-16``: level 16, 4 species (Nb Mo Ta W), trained on the shared training groups (or a
+  random subset), validated on the ``*_Test`` groups, next to the quaternary MTP of Yin et al.
+  2021 evaluated on the same validation set.
+
+Every fit runs from MLIP's untrained template of that level (our generator) with MLIP-2's
+procedure (:func:`mlipress.training.train`), one thread. ``--max-configs`` and
+``--max-iter`` size a fit to the machine; the JSON records both, the wall time and the peak
+memory, so a full-size rerun (``--max-configs 0``) is the same command.
+
+Usage: ``python benchmarks/fit_reference.py --target mlearn-Li --max-configs 80 --max-iter 400``
+-> ``benchmarks/results/fit_<target>.json`` and ``benchmarks/results/fit_<target>.mtp``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mlipress.basis import untrained_mtp  # noqa: E402
+from mlipress.data import Dataset  # noqa: E402
+from mlipress.io import read_maml_json  # noqa: E402
+from mlipress.io.mtp import read_mtp, write_mtp  # noqa: E402
+from mlipress.loss import LossWeights  # noqa: E402
+from mlipress.metrics import error_report  # noqa: E402
+from mlipress.predict import predict  # noqa: E402
+from mlipress.training import TrainSettings, train  # noqa: E402
+
+NBMOTAW = ("Nb", "Mo", "Ta", "W")
+PUBLISHED = {"Li": (16, 0.49, 0.01), "Mo": (20, 2.83, 0.09), "Si": (24, 2.21, 0.06)}
+
+
+def shared_data() -> Path:
+    env = os.environ.get("MLIPRESS_SHARED_DATA")
+    path = Path(env) if env else ROOT.parent / "shared" / "data"
+    if not path.is_dir():
+        sys.exit(f"shared data not found at {path}: set MLIPRESS_SHARED_DATA")
+    return path
+
+
+def subset(data: Dataset, n: int, seed: int) -> Dataset:
+    if n <= 0 or n >= len(data):
+        return data
+    idx = np.sort(np.random.default_rng(seed).choice(len(data), n, replace=False))
+    return data[list(idx)]
+
+
+def summary(report: dict) -> dict:
+    return {
+        "configurations": report["configurations"],
+        "atoms": report["atoms"],
+        "energy_mae_meV_per_atom": report["energy_per_atom_eV"]["mae"] * 1e3,
+        "energy_rmse_meV_per_atom": report["energy_per_atom_eV"]["rmse"] * 1e3,
+        "force_mae_eV_per_A": report["forces_eV_per_A"]["mae"],
+        "force_rmse_eV_per_A_component": report["forces_eV_per_A"]["rmse"],
+        "force_rmse_eV_per_A_atom_vector": report["forces_eV_per_A"]["rmse_per_atom_vector"],
+        "stress_rmse_GPa": report["stress_GPa"]["rmse"],
+    }
+
+
+def load(target: str, data_dir: Path):
+    """(train, validation, level, species, min_dist, cutoff, reference)"""
+    if target.startswith("mlearn-"):
+        element = target.split("-", 1)[1]
+        level, e_pub, f_pub = PUBLISHED[element]
+        folder = data_dir / "mlearn" / element
+        zuo = read_mtp(folder / "zuo2020_fitted.mtp")
+        train_set = read_maml_json(folder / "training.json", species=(element,))
+        test_set = read_maml_json(folder / "test.json", species=(element,))
+        reference = {"name": "Zuo et al. 2020", "published_energy_mae_meV_per_atom": e_pub,
+                     "published_force_mae_eV_per_A": f_pub, "potential": zuo}
+        rb = zuo.radial_basis
+        return train_set, test_set, level, (element,), rb.min_dist, rb.max_dist, reference
+    if target == "nbmotaw-16":
+        folder = data_dir / "nbmotaw"
+        groups = sorted(folder.glob("*.json"))
+        train_set = Dataset((), NBMOTAW)
+        valid_set = Dataset((), NBMOTAW)
+        for path in groups:
+            part = read_maml_json(path, species=NBMOTAW)
+            if path.stem.endswith("_Test"):
+                valid_set = valid_set + part
+            else:
+                train_set = train_set + part
+        yin = read_mtp(folder / "quaternary_yin2021.mtp")
+        reference = {"name": "Yin et al. 2021 quaternary MTP", "potential": yin}
+        return train_set, valid_set, 16, NBMOTAW, 1.5, 5.0, reference
+    raise SystemExit(f"unknown target {target!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", required=True, choices=["mlearn-Li", "mlearn-Mo", "mlearn-Si", "nbmotaw-16"])
+    parser.add_argument("--max-configs", type=int, default=0, help="random training subset size (0 = all)")
+    parser.add_argument("--max-iter", type=int, default=500)
+    parser.add_argument("--pretrain-iters", type=int, default=75)
+    parser.add_argument("--stress-weight", type=float, default=0.001)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    data_dir = shared_data()
+    full_train, valid, level, species, min_dist, cutoff, reference = load(args.target, data_dir)
+    train_set = subset(full_train, args.max_configs, args.seed)
+    print(f"{args.target}: level {level}, training {len(train_set)}/{len(full_train)} configurations "
+          f"({train_set.natoms} atoms), validation {len(valid)} ({valid.natoms} atoms)", flush=True)
+
+    mtp = untrained_mtp(level, len(species), min_dist, cutoff)
+    out_dir = ROOT / "benchmarks" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = TrainSettings(
+        weights=LossWeights(stress=args.stress_weight),
+        max_iter=args.max_iter,
+        pretrain_iters=args.pretrain_iters,
+        seed=args.seed,
+        log_every=10,
+        log_file=str(out_dir / f"fit_{args.target}.log.jsonl"),
+        checkpoint=str(out_dir / f"fit_{args.target}.ckpt.npz"),
+        checkpoint_every=25,
+        resume=(out_dir / f"fit_{args.target}.ckpt.npz").exists(),
+    )
+    t0 = time.perf_counter()
+    result = train(mtp, train_set, settings)
+    wall = time.perf_counter() - t0
+    write_mtp(result.mtp, out_dir / f"fit_{args.target}.mtp")
+
+    pred, _ = predict(result.mtp, valid.configurations)
+    ours = summary(error_report(valid.configurations, pred))
+    ref_pot = reference.pop("potential")
+    ref_pred, _ = predict(ref_pot, valid.configurations)
+    reference["evaluated_here"] = summary(error_report(valid.configurations, ref_pred))
+
+    record = {
+        "target": args.target,
+        "command": " ".join(sys.argv),
+        "level": level,
+        "species": species,
+        "train_configurations": len(train_set),
+        "train_atoms": train_set.natoms,
+        "full_train_configurations": len(full_train),
+        "max_iter": args.max_iter,
+        "pretrain_iters": args.pretrain_iters,
+        "stop_reason": result.stop_reason,
+        "final_loss": result.history[-1].get("f") if result.history else None,
+        "wall_seconds": wall,
+        "peak_memory_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "validation": ours,
+        "reference": reference,
+        "machine": {"platform": platform.platform(), "threads": 1, "cores": os.cpu_count()},
+        "parameters": result.mtp.num_params(),
+    }
+    out = out_dir / f"fit_{args.target}.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(out)
+    print(json.dumps({"validation": ours, "reference": reference}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
