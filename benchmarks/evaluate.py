@@ -19,8 +19,6 @@ import os
 os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -28,8 +26,7 @@ from pathlib import Path  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
 
 from mlipress.data import matrix_to_voigt  # noqa: E402
 from mlipress.evaluator import jitted_efs, params_from_mtp  # noqa: E402
@@ -42,21 +39,8 @@ MLIP2_US_PER_ATOM = {10: 13.2, 16: 59.0, 20: 138.0}
 MOTEP_C_US_PER_ATOM = {10: 16.0, 16: 58.0, 20: 142.0}
 
 
-def shared_data() -> Path:
-    env = os.environ.get("MLIPRESS_SHARED_DATA")
-    path = Path(env) if env else ROOT.parent / "shared" / "data"
-    if not path.is_dir():
-        sys.exit(f"shared data not found at {path}: set MLIPRESS_SHARED_DATA")
-    return path
 
 
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"platform": platform.platform(), "cpu": cpu, "threads": 1, "jax": jax.__version__, "python": platform.python_version()}
 
 
 def time_level(cubic: Path, level: int, repeat: int) -> dict:
@@ -139,11 +123,7 @@ def main() -> None:
     if args.check_all_levels:
         print("\nagreement with MLIP-2 efs.mlip2.cfg on train101.cfg (cfg text precision: 1e-12 eV, 1e-6 eV/A, 1e-5 eV)")
         result["agreement"] = check_all_levels(cubic)
-    out = ROOT / "benchmarks" / "results" / "evaluate.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out)
+    out = write_result("evaluate.json", result)
     print(f"\nwrote {out}")
 
 

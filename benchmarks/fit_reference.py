@@ -26,7 +26,6 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -34,8 +33,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import RESULTS, machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
 
 from mlipress.basis import untrained_mtp  # noqa: E402
 from mlipress.data import Dataset  # noqa: E402
@@ -50,12 +48,6 @@ NBMOTAW = ("Nb", "Mo", "Ta", "W")
 PUBLISHED = {"Li": (16, 0.49, 0.01), "Mo": (20, 2.83, 0.09), "Si": (24, 2.21, 0.06)}
 
 
-def shared_data() -> Path:
-    env = os.environ.get("MLIPRESS_SHARED_DATA")
-    path = Path(env) if env else ROOT.parent / "shared" / "data"
-    if not path.is_dir():
-        sys.exit(f"shared data not found at {path}: set MLIPRESS_SHARED_DATA")
-    return path
 
 
 def subset(data: Dataset, n: int, seed: int) -> Dataset:
@@ -125,7 +117,7 @@ def main() -> None:
           f"({train_set.natoms} atoms), validation {len(valid)} ({valid.natoms} atoms)", flush=True)
 
     mtp = untrained_mtp(level, len(species), min_dist, cutoff)
-    out_dir = ROOT / "benchmarks" / "results"
+    out_dir = RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = TrainSettings(
         weights=LossWeights(stress=args.stress_weight),
@@ -165,13 +157,10 @@ def main() -> None:
         "peak_memory_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "validation": ours,
         "reference": reference,
-        "machine": {"platform": platform.platform(), "threads": 1, "cores": os.cpu_count()},
+        "machine": machine(),
         "parameters": result.mtp.num_params(),
     }
-    out = out_dir / f"fit_{args.target}.json"
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(out)
+    out = write_result(f"fit_{args.target}.json", record)
     print(json.dumps({"validation": ours, "reference": reference}, indent=2))
     print(f"wrote {out}")
 

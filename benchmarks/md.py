@@ -23,41 +23,21 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from ase.build import bulk  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
 
 from mlipress.calculator import MTPCalculator  # noqa: E402
 from mlipress.data import Configuration  # noqa: E402
 from mlipress.simulate import SkinMTPCalculator, run_md  # noqa: E402
 
 
-def shared_data() -> Path:
-    env = os.environ.get("MLIPRESS_SHARED_DATA")
-    path = Path(env) if env else ROOT.parent / "shared" / "data"
-    if not path.is_dir():
-        sys.exit(f"shared data not found at {path}: set MLIPRESS_SHARED_DATA")
-    return path
 
 
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "threads": 1, "load_avg_1min": load,
-            "jax": jax.__version__, "python": platform.python_version()}
 
 
 def md_rate(calc, repeat, steps) -> tuple[float, int]:
@@ -117,9 +97,7 @@ def main() -> None:
         "skin_rebuilds": skin.rebuilds,
         "skin_calls": skin.calls,
     }
-    path = ROOT / "benchmarks" / "results" / "md.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    path = write_result("md.json", out)
     print(f"written: {path}")
 
 

@@ -11,15 +11,11 @@ Usage: ``python benchmarks/reference_potentials.py`` -> ``benchmarks/results/ref
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
 
 from mlipress.data import Dataset  # noqa: E402
 from mlipress.io import read_maml_json  # noqa: E402
@@ -31,12 +27,6 @@ PUBLISHED = {"Li": (0.49, 0.01), "Mo": (2.83, 0.09), "Si": (2.21, 0.06)}
 NBMOTAW_SPECIES = ("Nb", "Mo", "Ta", "W")
 
 
-def shared_data() -> Path:
-    env = os.environ.get("MLIPRESS_SHARED_DATA")
-    path = Path(env) if env else ROOT.parent / "shared" / "data"
-    if not path.is_dir():
-        sys.exit(f"shared data not found at {path}: set MLIPRESS_SHARED_DATA")
-    return path
 
 
 def nbmotaw_groups(folder: Path, test: bool) -> Dataset:
@@ -88,13 +78,8 @@ def main() -> None:
               f"E MAE {row['energy_mae_meV_per_atom']:.2f} meV/atom, F MAE {row['force_mae_eV_per_A']:.3f} eV/A, "
               f"E RMSE {row['energy_rmse_meV_per_atom']:.2f}, F RMSE {row['force_rmse_eV_per_A_component']:.3f}", flush=True)
 
-    out = ROOT / "benchmarks" / "results" / "reference_potentials.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"benchmark": "reference_potentials", "command": " ".join(sys.argv),
-              "machine": {"platform": platform.platform()}, "rows": rows}
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out)
+    result = {"benchmark": "reference_potentials", "command": " ".join(sys.argv), "machine": machine(), "rows": rows}
+    out = write_result("reference_potentials.json", result)
     print(f"wrote {out}")
 
 

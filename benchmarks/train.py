@@ -24,16 +24,13 @@ import os
 os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
 
 import mlipress  # noqa: E402,F401  (float64)
 from mlipress.evaluator import make_efs_fn, params_from_mtp  # noqa: E402
@@ -46,34 +43,8 @@ MOTEP_C_PASS_US_PER_ATOM = {10: 209.0, 16: 1656.0, 20: 6106.0}
 MLIP2_F = {10: 7.600390275199e-07, 16: 4.304363622260e-06, 20: 3.284599548693e-07}
 
 
-def shared_data() -> Path:
-    env = os.environ.get("MLIPRESS_SHARED_DATA")
-    path = Path(env) if env else ROOT.parent / "shared" / "data"
-    if not path.is_dir():
-        sys.exit(f"shared data not found at {path}: set MLIPRESS_SHARED_DATA")
-    return path
 
 
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = None
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "threads": 1,
-        "cores_visible": os.cpu_count(),
-        "load_average_1min_at_start": load,
-        "jax": jax.__version__,
-        "python": platform.python_version(),
-        "xla_flags": os.environ["XLA_FLAGS"],
-    }
 
 
 def _best(fn, repeat: int) -> tuple[float, float]:
@@ -151,7 +122,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--data", default="cubic/train21.cfg", help="relative to mlip-reference/")
     ap.add_argument("--max-atoms", type=int, default=2048)
-    ap.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "train_pass.json"))
+    ap.add_argument("--output", default="train_pass.json", help="file name in benchmarks/results/")
     args = ap.parse_args(argv)
 
     ref = shared_data() / "mlip-reference"
@@ -181,9 +152,7 @@ def main(argv=None) -> int:
         "reference": "REFERENCE.md section 4: MLIP-2 pass 67/384/1081 us/atom (L10/L16/L20)",
         "results": rows,
     }
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_result(Path(args.output).name, result)
     print(f"wrote {out}")
     return 0
 

@@ -7,7 +7,6 @@ reproduce every step with the command line afterwards (the equivalent commands a
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 

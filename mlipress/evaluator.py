@@ -296,7 +296,7 @@ def _jitted_efs(mtp_key):
 
 
 @dataclass(frozen=True, eq=False)
-class _StructureKey:
+class StructureKey:
     """Hash an MTP by its structure only (not its coefficients), to share compiled code."""
 
     mtp: MTP
@@ -310,9 +310,9 @@ class _StructureKey:
         return hash(self._key())
 
     def __eq__(self, other):
-        return isinstance(other, _StructureKey) and self._key() == other._key()
+        return isinstance(other, StructureKey) and self._key() == other._key()
 
 
 def jitted_efs(mtp: MTP):
     """A jit-compiled :func:`make_efs_fn` shared by all potentials of the same structure."""
-    return _jitted_efs(_StructureKey(mtp))
+    return _jitted_efs(StructureKey(mtp))

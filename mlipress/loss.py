@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlipress.data import Configuration, Dataset
-from mlipress.evaluator import make_efs_fn
+from mlipress.evaluator import StructureKey, make_efs_fn
 from mlipress.model import MTP
 from mlipress.neighbors import NeighborBatch, build_batch, pairs
 
@@ -413,26 +413,8 @@ def make_loss_fn(mtp: MTP, weights: LossWeights | None = None):
 # ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class _StructureKey:
-    """Hash an MTP by its structure (not its coefficients) to share compiled chunk losses."""
-
-    mtp: MTP
-
-    def _key(self):
-        m = self.mtp
-        return (m.species_count, m.radial_funcs_count, m.radial_basis, m.moments.count,
-                m.moments.basic.tobytes(), m.moments.times.tobytes(), m.moments.mapping.tobytes())  # fmt: skip
-
-    def __hash__(self):
-        return hash(self._key())
-
-    def __eq__(self, other):
-        return isinstance(other, _StructureKey) and self._key() == other._key()
-
-
 @functools.lru_cache(maxsize=32)
-def _compiled_chunk_fns(key: _StructureKey, weights: LossWeights | None, options: tuple | None = None):
+def _compiled_chunk_fns(key: StructureKey, weights: LossWeights | None, options: tuple | None = None):
     """jit-compiled ``terms``, ``loss`` and ``value_and_grad(loss)`` of one model structure,
     shared by every :class:`Objective` of that structure (compiled once per chunk shape).
     ``options``: XLA compiler options as sorted ``(name, value)`` pairs."""
@@ -495,7 +477,7 @@ class Objective:
         same = dataclasses.replace(self.weights, penalty=data.weights.penalty) == data.weights
         in_graph = None if same else self.weights
         options = tuple(sorted(compiler_options.items())) if compiler_options else None
-        self._terms, self._loss, self._loss_grad = _compiled_chunk_fns(_StructureKey(mtp), in_graph, options)
+        self._terms, self._loss, self._loss_grad = _compiled_chunk_fns(StructureKey(mtp), in_graph, options)
         self._coef = jnp.asarray(self.weights.penalty)
         self._inv_k = 1.0 / data.n_configs
 

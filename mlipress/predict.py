@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Iterable
 
 import jax
-import numpy as np
 
 from mlipress.data import Configuration, Dataset
 from mlipress.evaluator import jitted_efs, params_from_mtp

@@ -30,19 +30,18 @@ instead of noise, everything else is the exact least-squares solution to ~1e-10 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlipress.evaluator import _StructureKey, make_efs_fn
+from mlipress.evaluator import StructureKey, make_efs_fn
 from mlipress.loss import TrainingChunk, TrainingData
 from mlipress.model import MTP
 
 __all__ = ["linear_solve", "orthonormalise_radial"]
 
 @functools.lru_cache(maxsize=8)
-def _design_fn(key: _StructureKey):
+def _design_fn(key: StructureKey):
     efs = make_efs_fn(key.mtp)
 
     nt = key.mtp.species_count
@@ -92,7 +91,7 @@ def linear_solve(mtp: MTP, params: dict, data: TrainingData, ridge: float = 1e-1
     coefficients), computed from the QR residual. ``params["radial"]`` (dense or any
     parametrisation) and ``params["scaling"]`` are used as given. See the module docstring.
     """
-    design = _design_fn(_StructureKey(mtp))
+    design = _design_fn(StructureKey(mtp))
     nt, S = mtp.species_count, mtp.moments.scalar_count
     P = nt + S
     R = np.zeros((0, P + 1))
