@@ -159,3 +159,20 @@ def test_nve_matches_ase_velocity_verlet(cu_pot):
     assert np.abs(d).max() < 1e-6
     # Energy conservation comparable to the ASE run.
     assert np.ptp(lmp_etot) < 2 * np.ptp(etot) + 1e-6
+
+
+@needs_lammps
+def test_run0_nonperiodic_cluster(cu_pot):
+    from ase.cluster import Icosahedron
+
+    from mlipress.calculator import MTPCalculator
+    from mlipress.simulate.lammps import LammpsMTP
+
+    atoms = Icosahedron("Cu", 2)
+    atoms.rattle(0.05, seed=0)
+    ref = atoms.copy()
+    ref.calc = MTPCalculator(cu_pot, ["Cu"])
+    with LammpsMTP(atoms, cu_pot, ["Cu"]) as sim:
+        sim.commands(["thermo_style custom step pe", "run 0"])
+        assert abs(sim.thermo()["PotEng"] - ref.get_potential_energy()) < 1e-10
+        assert np.abs(sim.forces() - ref.get_forces()).max() < 1e-10
