@@ -54,7 +54,8 @@ def shared_data() -> Path:
 def machine() -> dict:
     cpu = "unknown"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "threads": 1,
