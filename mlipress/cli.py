@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTRA_COMMANDS: list[tuple[str, str]] = [
     ("train", "mlipress.training.cli"),
     ("compress", "mlipress.compress.cli"),
+    ("sweep", "mlipress.compress.sweep_cli"),
     ("md", "mlipress.simulate.cli"),
 ]
 

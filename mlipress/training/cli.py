@@ -9,9 +9,15 @@ A TOML settings file uses the long option names with ``_`` or ``-`` (``level``, 
 ``cutoff``, ``radial_basis_size``, ``energy_weight``, ``force_weight``, ``stress_weight``,
 ``weighting``, ``scale_by_force``, ``penalty``, ``max_iter``, ``pretrain_iters``,
 ``linear_solve_every``, ``seed``, ``ensemble``, ``log``, ``log_every``, ``checkpoint``,
-``checkpoint_every``, ``resume``, ``output``); relative paths are relative to the TOML
+``checkpoint_every``, ``resume``, ``output``, ``radial``); relative paths are relative to the TOML
 file. Command-line flags override the file. Force errors are printed per Cartesian
 component (MLIP-2) and per atom vector (MLIP-3).
+
+``--radial SPEC`` fits a compressed MTP (sections II.C-D of the paper) with
+:func:`mlipress.compress.fit_compressed`: ``mf:R`` / ``tt:R1,R2,R3`` (BFGS over the factors),
+``rmf:R`` (Riemannian BFGS), ``mfra:RMAX`` (rank augmentation). The output is the standard
+dense ``.mtp`` plus the factors in ``OUTPUT.factors.npz`` (:func:`mlipress.compress.
+write_compressed`); with ``--ensemble K`` each member gets its own pair of files.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ _OPTIONS: dict[str, tuple[type, object, str]] = {
     "checkpoint_every": (int, None, "checkpoint period (default 50 when --checkpoint is given)"),
     "max_atoms": (int, 2048, "atoms per evaluation chunk (memory bound)"),
     "output": (str, None, "output .mtp (with --ensemble K: OUTPUT.0.mtp ... and OUTPUT.summary.json)"),
+    "radial": (str, "dense", "radial parametrisation: dense | mf:R | rmf:R | tt:R1,R2,R3 | mfra:RMAX "
+               "(compressed fits also write OUTPUT.factors.npz; default dense)"),
 }
 _PATHS = ("init", "train", "valid", "log", "checkpoint", "output")
 
@@ -143,6 +151,9 @@ def cmd_train(args) -> int:
     if o["ensemble"] < 1:
         raise ValueError(f"--ensemble must be >= 1, got {o['ensemble']}")
 
+    from mlipress.radial import parse_radial_spec
+
+    spec = parse_radial_spec(o["radial"] or "dense")
     species = parse_species(o["species"])
     data = read_dataset(o["train"], species=species)
     valid = read_dataset(o["valid"], species=species) if o["valid"] else None
@@ -174,6 +185,8 @@ def cmd_train(args) -> int:
     )
     out_path = Path(o["output"])
     t0 = time.perf_counter()
+    if spec.kind != "dense":
+        return _train_compressed(mtp, data, valid, spec, settings, o, out_path, t0)
     if o["ensemble"] == 1:
         result = train(mtp, data, settings, valid_data=valid)
         write_mtp(result.mtp, out_path)
@@ -201,4 +214,51 @@ def cmd_train(args) -> int:
     for key, v in ens.summary.items():
         print(f"ensemble {key}: {v['mean']:.6g} +- {v['std']:.3g}")
     print(f"wrote {', '.join(paths)} and {summary_path} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def _train_compressed(mtp, data, valid, spec, settings, o, out_path: Path, t0: float) -> int:
+    """``--radial`` other than dense: :func:`fit_compressed` per member, dense .mtp + sidecar."""
+    from dataclasses import replace
+
+    from mlipress.compress import fit_compressed, write_compressed
+    from mlipress.io.atomic import atomic_write
+    from mlipress.metrics import error_report, format_report
+    from mlipress.predict import predict_dataset
+    from mlipress.radial import dense_param_count
+    from mlipress.training.ensemble import summarise
+
+    if o["checkpoint"] or o["resume"]:
+        raise ValueError("--checkpoint/--resume are not supported with a compressed --radial")
+    if o["ensemble"] > 1 and mtp.trained:
+        raise ValueError("an ensemble needs an untrained potential (members differ by their random start)")
+    base_n = dense_param_count(mtp.radial_shape)
+    k = o["ensemble"]
+    paths, reports, seeds = [], [], []
+    for i in range(k):
+        seed = o["seed"] + i
+        s = replace(settings, seed=seed)
+        path = out_path if k == 1 else out_path.with_name(f"{out_path.stem}.{i}{out_path.suffix}")
+        res = fit_compressed(mtp, data, spec, s, valid_data=valid)
+        mtp_path, side = write_compressed(path, mtp, res.params, spec=str(spec))
+        n = res.radial.num_params
+        print(f"wrote {mtp_path} and {side}: {spec}, radial parameters {n} of {base_n} "
+              f"({100.0 * (1.0 - n / base_n):.1f}% compression)" + (f", final rank {res.radial.rank}"
+                                                                     if spec.kind == "mfra" else ""))
+        paths.append(str(mtp_path))
+        seeds.append(seed)
+        if k == 1:
+            print(format_report(error_report(data.configurations, predict_dataset(res.mtp, data).configurations),
+                                f"training errors ({o['train']})"))
+        if valid is not None and len(valid):
+            rep = error_report(valid.configurations, predict_dataset(res.mtp, valid).configurations)
+            reports.append(rep)
+            print(format_report(rep, "validation errors" + (f", member {i} (seed {seed})" if k > 1 else "")))
+    if k > 1:
+        summary = {"members": paths, "seeds": seeds, "radial": str(spec),
+                   "validation": summarise(reports) if reports else {}, "sigma": "sample standard deviation (ddof=1)"}
+        summary_path = out_path.with_name(f"{out_path.stem}.summary.json")
+        atomic_write(summary_path, json.dumps(summary, indent=2) + "\n")
+        print(f"wrote {summary_path}")
+    print(f"done ({time.perf_counter() - t0:.1f} s)")
     return 0
