@@ -57,6 +57,7 @@ from mlipress.radial import (
     parse_radial_spec,
     to_matrix,
 )
+from mlipress.training.precondition import inverse_gauss_newton_diagonal
 from mlipress.training import TrainResult, TrainSettings, linear_solve, rmse, scaling_search, to_mtp, train
 from mlipress.training.init import initial_params
 
@@ -233,8 +234,10 @@ def _fit_via_trainer(mtp, train_data, spec, settings, valid_data, out) -> Compre
     start = to_mtp(mtp, params0)
     every = s.linear_solve_every
 
+    h0 = inverse_gauss_newton_diagonal(obj, s.precondition_probes, s.seed) if s.precondition else None
+
     def factory(value_and_grad, value):
-        return _with_linear_solves(bfgs(value_and_grad, value), radial0, obj, data, every)
+        return _with_linear_solves(bfgs(value_and_grad, value, precondition=h0), radial0, obj, data, every)
 
     res = train(start, train_data, replace(s, linear_solve_every=0), valid_data=valid_data,
                 optimizer_factory=factory, out=out)
