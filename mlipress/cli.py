@@ -122,22 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="smaller and faster (used by the tests)")
     p.set_defaults(func=cmd_demo)
 
-    for name, module in _EXTRA_COMMANDS:
-        try:
-            __import__(module, fromlist=["register"]).register(sub)
-        except ModuleNotFoundError as exc:  # a command whose module is absent is simply not offered
-            if not (exc.name and module.startswith(exc.name)):
-                raise
+    # Commands defined next to the library code they drive (each module has `register(sub)`).
+    from mlipress.compress import cli as compress_cli
+    from mlipress.compress import sweep_cli
+    from mlipress.simulate import cli as simulate_cli
+    from mlipress.training import cli as training_cli
+
+    for module in (training_cli, compress_cli, sweep_cli, simulate_cli):
+        module.register(sub)
     return parser
-
-
-# Commands defined next to the library code they drive (each module has `register(sub)`).
-_EXTRA_COMMANDS: list[tuple[str, str]] = [
-    ("train", "mlipress.training.cli"),
-    ("compress", "mlipress.compress.cli"),
-    ("sweep", "mlipress.compress.sweep_cli"),
-    ("md", "mlipress.simulate.cli"),
-]
 
 
 def main(argv=None) -> int:
