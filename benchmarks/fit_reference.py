@@ -40,7 +40,7 @@ from mlipress.data import Dataset  # noqa: E402
 from mlipress.io import read_maml_json  # noqa: E402
 from mlipress.io.mtp import read_mtp, write_mtp  # noqa: E402
 from mlipress.loss import LossWeights  # noqa: E402
-from mlipress.metrics import error_report  # noqa: E402
+from mlipress.metrics import error_report, summary_row  # noqa: E402
 from mlipress.predict import predict  # noqa: E402
 from mlipress.training import TrainSettings, train  # noqa: E402
 
@@ -57,17 +57,6 @@ def subset(data: Dataset, n: int, seed: int) -> Dataset:
     return data[list(idx)]
 
 
-def summary(report: dict) -> dict:
-    return {
-        "configurations": report["configurations"],
-        "atoms": report["atoms"],
-        "energy_mae_meV_per_atom": report["energy_per_atom_eV"]["mae"] * 1e3,
-        "energy_rmse_meV_per_atom": report["energy_per_atom_eV"]["rmse"] * 1e3,
-        "force_mae_eV_per_A": report["forces_eV_per_A"]["mae"],
-        "force_rmse_eV_per_A_component": report["forces_eV_per_A"]["rmse"],
-        "force_rmse_eV_per_A_atom_vector": report["forces_eV_per_A"]["rmse_per_atom_vector"],
-        "stress_rmse_GPa": report["stress_GPa"]["rmse"],
-    }
 
 
 def load(target: str, data_dir: Path):
@@ -136,10 +125,10 @@ def main() -> None:
     write_mtp(result.mtp, out_dir / f"fit_{args.target}.mtp")
 
     pred, _ = predict(result.mtp, valid.configurations)
-    ours = summary(error_report(valid.configurations, pred))
+    ours = summary_row(error_report(valid.configurations, pred))
     ref_pot = reference.pop("potential")
     ref_pred, _ = predict(ref_pot, valid.configurations)
-    reference["evaluated_here"] = summary(error_report(valid.configurations, ref_pred))
+    reference["evaluated_here"] = summary_row(error_report(valid.configurations, ref_pred))
 
     record = {
         "target": args.target,

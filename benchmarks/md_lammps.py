@@ -25,41 +25,21 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
-import json
-import platform
-import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 from ase.build import bulk
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
 
 from mlipress.calculator import MTPCalculator
 from mlipress.data import Configuration
 from mlipress.simulate.lammps import LammpsMTP, import_lammps
 
 
-def shared_data() -> Path:
-    env = os.environ.get("MLIPRESS_SHARED_DATA")
-    path = Path(env) if env else ROOT.parent / "shared" / "data"
-    if not path.is_dir():
-        sys.exit(f"shared data not found at {path}: set MLIPRESS_SHARED_DATA")
-    return path
 
 
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "threads": 1,
-            "load_avg_1min": os.getloadavg()[0], "jax": jax.__version__, "python": platform.python_version()}
 
 
 def main() -> None:
@@ -121,9 +101,7 @@ def main() -> None:
         "callback_calls_timed_run": calls,
         "final_thermo": thermo,
     }
-    path = ROOT / "benchmarks" / "results" / "md_lammps.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    path = write_result("md_lammps.json", out)
     print(f"written: {path}")
 
 

@@ -20,7 +20,7 @@ from _common import machine, shared_data, write_result  # noqa: E402  (puts the 
 from mlipress.data import Dataset  # noqa: E402
 from mlipress.io import read_maml_json  # noqa: E402
 from mlipress.io.mtp import read_mtp  # noqa: E402
-from mlipress.metrics import error_report  # noqa: E402
+from mlipress.metrics import error_report, summary_row  # noqa: E402
 from mlipress.predict import predict  # noqa: E402
 
 PUBLISHED = {"Li": (0.49, 0.01), "Mo": (2.83, 0.09), "Si": (2.21, 0.06)}
@@ -37,17 +37,6 @@ def nbmotaw_groups(folder: Path, test: bool) -> Dataset:
     return data
 
 
-def summarise(report: dict) -> dict:
-    return {
-        "configurations": report["configurations"],
-        "atoms": report["atoms"],
-        "energy_mae_meV_per_atom": report["energy_per_atom_eV"]["mae"] * 1e3,
-        "energy_rmse_meV_per_atom": report["energy_per_atom_eV"]["rmse"] * 1e3,
-        "force_mae_eV_per_A": report["forces_eV_per_A"]["mae"],
-        "force_rmse_eV_per_A_component": report["forces_eV_per_A"]["rmse"],
-        "force_rmse_eV_per_A_atom_vector": report["forces_eV_per_A"]["rmse_per_atom_vector"],
-        "stress_rmse_GPa": report["stress_GPa"]["rmse"],
-    }
 
 
 def main() -> None:
@@ -59,7 +48,7 @@ def main() -> None:
         test = read_maml_json(folder / "test.json", species=(element,))
         t0 = time.perf_counter()
         pred, _ = predict(mtp, test.configurations)
-        row = summarise(error_report(test.configurations, pred))
+        row = summary_row(error_report(test.configurations, pred))
         row.update(published_energy_mae_meV_per_atom=e_pub, published_force_mae_eV_per_A=f_pub,
                    seconds=time.perf_counter() - t0, basis_functions=mtp.moments.scalar_count)
         rows[f"zuo2020_{element}_test"] = row
@@ -71,7 +60,7 @@ def main() -> None:
         data = nbmotaw_groups(data_dir / "nbmotaw", test)
         t0 = time.perf_counter()
         pred, _ = predict(yin, data.configurations)
-        row = summarise(error_report(data.configurations, pred))
+        row = summary_row(error_report(data.configurations, pred))
         row["seconds"] = time.perf_counter() - t0
         rows[f"yin2021_quaternary_{'valid' if test else 'train'}"] = row
         print(f"Yin 2021 quaternary on NbMoTaW {name}: {row['configurations']} configs, "

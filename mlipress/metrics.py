@@ -83,3 +83,18 @@ def format_report(report: dict, title: str = "") -> str:
     if f["n"]:
         lines.append(f"{'forces RMSE per atom vector (eV/A)':34s}{'':12s}{fmt(f['rmse_per_atom_vector'])}")
     return "\n".join(lines)
+
+
+def summary_row(report: dict) -> dict:
+    """The headline numbers of :func:`error_report` as one flat, JSON-friendly row
+    (energies in meV/atom, forces in eV/A, stresses in GPa)."""
+    return {
+        "configurations": report["configurations"],
+        "atoms": report["atoms"],
+        "energy_mae_meV_per_atom": report["energy_per_atom_eV"]["mae"] * 1e3,
+        "energy_rmse_meV_per_atom": report["energy_per_atom_eV"]["rmse"] * 1e3,
+        "force_mae_eV_per_A": report["forces_eV_per_A"]["mae"],
+        "force_rmse_eV_per_A_component": report["forces_eV_per_A"]["rmse"],
+        "force_rmse_eV_per_A_atom_vector": report["forces_eV_per_A"]["rmse_per_atom_vector"],
+        "stress_rmse_GPa": report["stress_GPa"]["rmse"],
+    }
