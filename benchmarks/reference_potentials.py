@@ -40,6 +40,9 @@ def nbmotaw_groups(folder: Path, test: bool) -> Dataset:
 
 
 def main() -> None:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     data_dir = shared_data()
     rows = {}
     for element, (e_pub, f_pub) in PUBLISHED.items():
