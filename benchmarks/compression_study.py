@@ -113,13 +113,15 @@ def save(path: Path, doc: dict) -> None:
     os.replace(tmp, path)
 
 
-def plan(levels, kinds, seeds, sweep_ranks):
-    """The fits in execution order: per level, seeds outer (a partial run has every model at
-    fewer seeds rather than some models at none), then the MF sweep."""
+def plan(levels, kinds, seeds, sweep_ranks, sweep_seeds=None):
+    """The fits in execution order: level by level; within a level the main models with seeds
+    outer (a partial run has every model at fewer seeds rather than some models at none), then
+    the MF rank sweep (``sweep_seeds`` seeds, default ``seeds``)."""
     from mlipress.basis import untrained_mtp
     from mlipress.compress.sweep import make_spec
     from mlipress.radial import rank_for_compression
 
+    sweep_seeds = seeds if sweep_seeds is None else sweep_seeds
     jobs = []
     for level in levels:
         shape = untrained_mtp(level, len(SPECIES), 1.5, 5.0).radial_shape
@@ -129,10 +131,8 @@ def plan(levels, kinds, seeds, sweep_ranks):
             specs.append(("half" if kind != "dense" else "base", make_spec(kind, rank, shape)))
         for seed in range(seeds):
             jobs += [(level, role, spec, seed) for role, spec in specs]
-    for level in levels:
-        shape = untrained_mtp(level, len(SPECIES), 1.5, 5.0).radial_shape
         half = rank_for_compression(shape, 0.5, "mf")
-        for seed in range(seeds):
+        for seed in range(sweep_seeds):
             jobs += [(level, "sweep", make_spec("mf", r, shape), seed) for r in sweep_ranks if r != half]
     return jobs
 
@@ -175,7 +175,8 @@ def run(args) -> None:
     mtps = {L: untrained_mtp(L, len(SPECIES), 1.5, 5.0) for L in args.levels}
     prepared = {}
     t_start = time.perf_counter()
-    for level, role, spec, seed in plan(args.levels, args.kinds, args.seeds, args.sweep_ranks):
+    for level, role, spec, seed in plan(args.levels, args.kinds, args.seeds, args.sweep_ranks,
+                                          args.sweep_seeds):
         if (level, str(spec), seed) in done:
             continue
         if args.budget and time.perf_counter() - t_start > args.budget:
@@ -203,6 +204,15 @@ def _fmt(ms, scale=1.0, digits=3):
     return f"{ms['mean'] * scale:.{digits}g} ± {ms['std'] * scale:.2g}"
 
 
+def _verdict(diff: float, tol: float) -> str:
+    """Mean difference (model - base) against the combined 1-sigma ``tol``."""
+    if diff < -tol:
+        return "better than base (beyond 1σ)"
+    if diff > tol:
+        return "worse than base (beyond 1σ)"
+    return f"not distinguishable from base within 1σ (mean {'lower' if diff < 0 else 'higher'})"
+
+
 def report(doc: dict, args) -> None:
     """Plots per level and the markdown report from the JSON rows."""
     from mlipress.compress.plot import plot_sweep
@@ -224,7 +234,8 @@ def report(doc: dict, args) -> None:
         f"- every model: untrained start, scaling search, {cfg['max_iter']} BFGS iterations (no pre-training "
         "phase, so all models get the same budget), exact linear solves every 50 iterations (base, MF, TF), "
         "MFRA interval auto (4% of max_iter), r_min = Δr = 2; weights w_E = 1, w_F = 0.01, w_S = 0;",
-        f"- ensembles of up to {cfg['seeds']} seeds; mean ± 1σ (sample std, ddof = 1) over the seeds that "
+        f"- ensembles of up to {max((sum(1 for q in rows if key_of(q)[:2] == key_of(r)[:2]) for r in rows), default=0)}"
+        " seeds; mean ± 1σ (sample std, ddof = 1) over the seeds that "
         "finished (column n).",
         "- validation loss f = the training objective (same weights, penalty included) on the validation set; "
         "energy RMSE per atom, force RMSE per Cartesian component.",
@@ -250,7 +261,7 @@ def report(doc: dict, args) -> None:
                          f"{_fmt(e['train_loss'])} |")
         lines.append("")
         mf = [e for e in agg if e["kind"] == "mf"]
-        chosen = choose_ranks(mf, nbase) if mf else {"optimal": None, "half": None}
+        chosen = choose_ranks(mf, nbase) if len(mf) > 1 else {"optimal": None, "half": None}
         if len(mf) > 1:
             lines += [f"MF rank sweep (level {level}):", "",
                       "| MF rank | radial params | compression | n | validation loss f | E RMSE (meV/atom) | F RMSE (eV/Å) |",
@@ -278,19 +289,14 @@ def report(doc: dict, args) -> None:
                 diff = v["mean"] - b["mean"]
                 tol = (v["std"] ** 2 + b["std"] ** 2) ** 0.5
                 rel = diff / b["mean"]
-                if diff <= -tol:
-                    word = "better than base"
-                elif diff <= tol:
-                    word = "same as base within 1σ"
-                else:
-                    word = "worse than base"
+                word = _verdict(diff, tol)
                 verdicts.append((level, LABEL[e["kind"]], e["radial_params"], rel, word, v["n"], b["n"]))
             if chosen.get("optimal") is not None:
                 e = chosen["optimal"]
                 v = e["valid_loss"]
                 diff = v["mean"] - b["mean"]
                 tol = (v["std"] ** 2 + b["std"] ** 2) ** 0.5
-                word = "better than base" if diff <= -tol else ("same as base within 1σ" if diff <= tol else "worse than base")
+                word = _verdict(diff, tol)
                 verdicts.append((level, f"MF optimal (r={e['rank']})", e["radial_params"], diff / b["mean"], word,
                                  v["n"], b["n"]))
     lines += ["## What it shows", ""]
@@ -301,7 +307,8 @@ def report(doc: dict, args) -> None:
             lines.append(f"- level {level}, {name} ({n} radial params): {100 * rel:+.1f}% -> **{word}** "
                          f"(n = {nm} vs {nb} seeds)")
         lines.append("")
-    lines += doc.get("conclusions", [])
+    if getattr(args, "notes", None):
+        lines += ["", Path(args.notes).read_text()]
     (RESULTS / args.md).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -319,6 +326,8 @@ def main(argv=None) -> None:
                    help="extra MF ranks for the optimal-rank sweep (the ~50%% rank is always included; '' = none)")
     p.add_argument("--max-atoms", dest="max_atoms", type=int, default=256,
                    help="atoms per evaluation chunk (memory bound; default 256)")
+    p.add_argument("--sweep-seeds", dest="sweep_seeds", type=int, help="seeds per sweep rank (default --seeds)")
+    p.add_argument("--notes", help="markdown file appended to the report (conclusions)")
     p.add_argument("--sample-seed", dest="sample_seed", type=int, default=0)
     p.add_argument("--budget", type=float, default=0, help="stop starting fits after this many seconds (0 = none)")
     p.add_argument("--json", default="compression_study.json")
