@@ -18,6 +18,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from mlipress.data import Configuration
+from mlipress.io import symbols_to_types
 from mlipress.evaluator import jitted_efs, params_from_mtp
 from mlipress.model import MTP
 from mlipress.neighbors import _bucket, build_batch
@@ -32,11 +33,7 @@ def types_of(atoms, species: tuple[str, ...] | None, species_count: int) -> np.n
         raise ValueError(
             f"the potential has {species_count} species: pass species=[...] (element of each type, in type order)"
         )
-    index = {s: t for t, s in enumerate(species)}
-    missing = sorted(set(symbols) - set(index))
-    if missing:
-        raise ValueError(f"elements {missing} are not in the species map {list(species)}")
-    return np.array([index[s] for s in symbols], np.int64)
+    return symbols_to_types(symbols, species)
 
 
 class MTPCalculator(Calculator):

@@ -22,7 +22,7 @@ from mlipress.io.atomic import atomic_open, atomic_write
 from mlipress.io.errors import FileFormatError
 
 __all__ = [
-    "FileFormatError", "atomic_open", "atomic_write", "parse_species",
+    "FileFormatError", "atomic_open", "atomic_write", "parse_species", "symbols_to_types",
     "read_dataset", "write_dataset", "to_atoms", "from_atoms",
     "read_mtp", "write_mtp", "format_mtp", "read_cfg", "write_cfg", "format_cfg", "read_maml_json",
 ]  # fmt: skip
@@ -45,6 +45,16 @@ def parse_species(species) -> tuple[str, ...] | None:
     if len(set(result)) != len(result):
         raise ValueError(f"species {result} lists an element twice")
     return result
+
+
+def symbols_to_types(symbols, species) -> np.ndarray:
+    """Type index of each element symbol under the species map ``species`` (symbols in type
+    order); a clear error lists the elements the map lacks."""
+    type_of = {s: t for t, s in enumerate(species)}
+    missing = sorted(set(symbols) - set(type_of))
+    if missing:
+        raise ValueError(f"element(s) {missing} not in species map {list(species)}")
+    return np.array([type_of[s] for s in symbols], dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- ASE bridge
@@ -104,11 +114,7 @@ def from_atoms(atoms, species) -> Configuration:
     species = parse_species(species)
     if species is None:
         raise ValueError("from_atoms needs a species map (element symbols in type order)")
-    type_of = {s: t for t, s in enumerate(species)}
-    symbols = atoms.get_chemical_symbols()
-    missing = sorted(set(symbols) - set(type_of))
-    if missing:
-        raise ValueError(f"element(s) {missing} not in species {species}")
+    types = symbols_to_types(atoms.get_chemical_symbols(), species)
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.all():
         cell = np.array(atoms.cell[:], dtype=np.float64)
@@ -125,7 +131,7 @@ def from_atoms(atoms, species) -> Configuration:
             virial = -abs(float(np.linalg.det(cell))) * np.asarray(stress, dtype=np.float64).reshape(3, 3)
     return Configuration(
         positions=np.array(atoms.positions, dtype=np.float64),
-        types=np.array([type_of[s] for s in symbols], dtype=np.int64),
+        types=types,
         cell=cell,
         energy=energy,
         forces=None if forces is None else np.array(forces, dtype=np.float64),

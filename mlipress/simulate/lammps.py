@@ -61,6 +61,7 @@ import jax
 import numpy as np
 
 from mlipress.data import Configuration
+from mlipress.io import symbols_to_types
 
 #: LAMMPS ``metal`` units: pressure (bar) per eV/A^3 (LAMMPS' ``nktv2p``).
 NKTV2P_METAL = 1.6021765e6
@@ -171,12 +172,7 @@ def write_lammps_data(path, atoms, species: Sequence[str], *, velocities: bool =
     pbc = np.asarray(atoms.pbc)
     if pbc.any() and not pbc.all():
         raise ValueError("mixed periodic boundary conditions are not supported; use all-periodic or none")
-    index = {s: t for t, s in enumerate(species)}
-    symbols = atoms.get_chemical_symbols()
-    missing = sorted(set(symbols) - set(index))
-    if missing:
-        raise ValueError(f"elements {missing} are not in the species map {list(species)}")
-    types = np.array([index[s] + 1 for s in symbols], np.int64)
+    types = symbols_to_types(atoms.get_chemical_symbols(), species) + 1  # LAMMPS types are 1-based
     positions = np.asarray(atoms.positions, dtype=float)
     rotation = None
     if pbc.all():
