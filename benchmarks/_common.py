@@ -17,6 +17,17 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def pin_one_core() -> None:
+    """One thread on one core, for timings comparable with MLIP-2's single-core figures. Call
+    before JAX is imported: XLA reads these at start-up, and its CPU runtime still uses every
+    visible core for some loops despite the thread flags, hence the affinity."""
+    os.environ["XLA_FLAGS"] = ONE_THREAD
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
 def shared_data() -> Path:
     """``$MLIPRESS_SHARED_DATA`` or ``<repo>/../shared/data``; exits with a message if absent."""
     env = os.environ.get("MLIPRESS_SHARED_DATA")

@@ -14,13 +14,10 @@ Writes ``benchmarks/results/evaluate.json`` (and ``evaluate_agreement.json`` wit
 
 from __future__ import annotations
 
-import os
 
-os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-# XLA's CPU runtime still uses every visible core for some loops despite the flags above; the
-# MLIP-2 reference figures are single-core, so pin the process to one core before JAX starts.
-if hasattr(os, "sched_setaffinity"):
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+from _common import pin_one_core  # noqa: E402
+
+pin_one_core()
 
 import argparse  # noqa: E402
 import sys  # noqa: E402

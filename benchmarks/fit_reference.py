@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+from _common import ONE_THREAD  # noqa: E402
+
+os.environ.setdefault("XLA_FLAGS", ONE_THREAD)
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import os
 
-os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+from _common import ONE_THREAD  # noqa: E402
+
+os.environ["XLA_FLAGS"] = ONE_THREAD
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 

@@ -146,7 +146,7 @@ def _pair_geometry(vectors, mask):
     return r, safe / r[..., None]
 
 
-def radial_values(radial, Q, zi, zj, n_species):
+def radial_values(radial, Q, zi, zj):
     """f_mu for every pair: Q (..., R), zi/zj (...) -> (..., N_f), dense or factored radial.
 
     The dense path contracts a one-hot of the species pair with C instead of gathering
@@ -191,7 +191,6 @@ def make_moments_fn(mtp: MTP):
     plan = moment_plan(mtp.moments)
     rb = mtp.radial_basis
     n_basic = len(plan.basic_mu)
-    n_species = mtp.species_count
     # Basic moments grouped by radial function: mu -> (positions in M, exponent triples).
     by_mu = [
         (np.flatnonzero(plan.basic_mu == mu), plan.monomials[plan.basic_mono[plan.basic_mu == mu]])
@@ -203,7 +202,7 @@ def make_moments_fn(mtp: MTP):
         r, u = _pair_geometry(vectors, mask)
         Q = chebyshev_radial_basis(r, rb, params["scaling"])
         zi = jnp.broadcast_to(types_i[:, None], types_j.shape)
-        f = radial_values(params["radial"], Q, zi, types_j, n_species) * mask[..., None]
+        f = radial_values(params["radial"], Q, zi, types_j) * mask[..., None]
         mono = _monomials(u, plan.monomials)
         # One fused multiply-and-reduce per basic moment: XLA recomputes the monomial inside
         # the reduction instead of materialising (A, K) temporaries, which made the pass

@@ -28,3 +28,12 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("shared data not found: set MLIPRESS_SHARED_DATA or place it at ../shared/data")
     return path
+
+
+@pytest.fixture(scope="session")
+def cu_level10_potential(shared_data) -> Path:
+    """MLIP's fitted level-10 Cu potential (cubic/10/pot.mtp), used by the MD and LAMMPS tests."""
+    path = shared_data / "mlip-reference" / "cubic" / "10" / "pot.mtp"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    return path

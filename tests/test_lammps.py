@@ -20,14 +20,6 @@ needs_lammps = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def cu_pot(shared_data):
-    path = shared_data / "mlip-reference" / "cubic" / "10" / "pot.mtp"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    return path
-
-
 def _triclinic_cu():
     atoms = bulk("Cu", "fcc", a=3.6).repeat((3, 3, 3))  # primitive fcc cell: triclinic
     strain = np.array([[1.0, 0.03, 0.02], [0.01, 1.02, 0.0], [0.0, 0.04, 0.98]])
@@ -86,7 +78,7 @@ Loop time of 0.1 on 1 procs for 10 steps with 4 atoms
 
 @needs_lammps
 @pytest.mark.parametrize("structure", ["triclinic", "orthogonal"])
-def test_run0_matches_calculator(cu_pot, structure):
+def test_run0_matches_calculator(cu_level10_potential, structure):
     from mlipress.calculator import MTPCalculator
     from mlipress.simulate.lammps import NKTV2P_METAL, LammpsMTP
 
@@ -96,10 +88,10 @@ def test_run0_matches_calculator(cu_pot, structure):
         atoms = bulk("Cu", "fcc", a=3.62, cubic=True).repeat((2, 2, 2))
         atoms.rattle(0.05, seed=2)
     ref = atoms.copy()
-    ref.calc = MTPCalculator(cu_pot, ["Cu"])
+    ref.calc = MTPCalculator(cu_level10_potential, ["Cu"])
     energy, forces, stress = ref.get_potential_energy(), ref.get_forces(), ref.get_stress(voigt=False)
 
-    with LammpsMTP(atoms, cu_pot, ["Cu"]) as sim:
+    with LammpsMTP(atoms, cu_level10_potential, ["Cu"]) as sim:
         sim.commands(["thermo_style custom step pe pxx pyy pzz pxy pxz pyz vol", "run 0"])
         th = sim.thermo()
         lmp_forces = sim.forces()
@@ -116,7 +108,7 @@ def test_run0_matches_calculator(cu_pot, structure):
 
 
 @needs_lammps
-def test_nve_matches_ase_velocity_verlet(cu_pot):
+def test_nve_matches_ase_velocity_verlet(cu_level10_potential):
     from ase import units
     from ase.md.verlet import VelocityVerlet
 
@@ -130,7 +122,7 @@ def test_nve_matches_ase_velocity_verlet(cu_pot):
     steps = 40
 
     ase_atoms = atoms.copy()
-    ase_atoms.calc = SkinMTPCalculator(cu_pot, ["Cu"])
+    ase_atoms.calc = SkinMTPCalculator(cu_level10_potential, ["Cu"])
     etot = []
 
     def record():
@@ -141,7 +133,7 @@ def test_nve_matches_ase_velocity_verlet(cu_pot):
     dyn.run(steps)
     etot = np.array(etot)
 
-    result = run_lammps(atoms, cu_pot, ["Cu"], [
+    result = run_lammps(atoms, cu_level10_potential, ["Cu"], [
         "timestep 0.001",
         "fix integrate all nve",
         "thermo_style custom step pe ke etotal",
@@ -162,7 +154,7 @@ def test_nve_matches_ase_velocity_verlet(cu_pot):
 
 
 @needs_lammps
-def test_run0_nonperiodic_cluster(cu_pot):
+def test_run0_nonperiodic_cluster(cu_level10_potential):
     from ase.cluster import Icosahedron
 
     from mlipress.calculator import MTPCalculator
@@ -171,8 +163,8 @@ def test_run0_nonperiodic_cluster(cu_pot):
     atoms = Icosahedron("Cu", 2)
     atoms.rattle(0.05, seed=0)
     ref = atoms.copy()
-    ref.calc = MTPCalculator(cu_pot, ["Cu"])
-    with LammpsMTP(atoms, cu_pot, ["Cu"]) as sim:
+    ref.calc = MTPCalculator(cu_level10_potential, ["Cu"])
+    with LammpsMTP(atoms, cu_level10_potential, ["Cu"]) as sim:
         sim.commands(["thermo_style custom step pe", "run 0"])
         assert abs(sim.thermo()["PotEng"] - ref.get_potential_energy()) < 1e-10
         assert np.abs(sim.forces() - ref.get_forces()).max() < 1e-10

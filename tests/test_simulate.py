@@ -10,7 +10,6 @@ bounded Verlet fluctuation (peak-to-peak 1.7e-5 eV/atom). The test asserts < 1e-
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from ase.build import bulk
 
 from mlipress.calculator import MTPCalculator
@@ -18,14 +17,6 @@ from mlipress.simulate import MDSettings, SkinMTPCalculator, block_average, rela
 from mlipress.simulate.md import read_log
 
 DRIFT_BOUND = 1e-4  # eV/atom/ps
-
-
-@pytest.fixture(scope="module")
-def potential(shared_data):
-    path = shared_data / "mlip-reference" / "cubic" / "10" / "pot.mtp"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    return path
 
 
 def cu32(a=3.6):
@@ -48,12 +39,12 @@ def test_block_average_white_and_correlated_noise():
     assert fixed.n_blocks == 16 and fixed.block_size == 512
 
 
-def test_skin_equals_plain_along_md(potential):
+def test_skin_equals_plain_along_md(cu_level10_potential):
     atoms = cu32()
     atoms.rattle(0.05, seed=3)
-    skin = SkinMTPCalculator(potential, species=["Cu"], skin=0.3)
+    skin = SkinMTPCalculator(cu_level10_potential, species=["Cu"], skin=0.3)
     run_md(atoms, skin, "nvt", temperature=1500, steps=60, interval=60, seed=2, progress=False)
-    plain = MTPCalculator(potential, species=["Cu"])
+    plain = MTPCalculator(cu_level10_potential, species=["Cu"])
     assert skin.rebuilds > 1 and skin.rebuilds < skin.calls  # reused, and rebuilt when atoms moved
     # Compare along a few more steps, with a cell change in the middle (NPT-like).
     for k in range(4):
@@ -70,20 +61,20 @@ def test_skin_equals_plain_along_md(potential):
         atoms.positions += np.random.default_rng(k).normal(scale=0.02, size=atoms.positions.shape)
 
 
-def test_skin_non_periodic_cluster(potential):
+def test_skin_non_periodic_cluster(cu_level10_potential):
     from ase.cluster import Octahedron
 
     atoms = Octahedron("Cu", 3, 0)  # 19 atoms, no cell
-    atoms.calc = SkinMTPCalculator(potential, skin=0.5)
+    atoms.calc = SkinMTPCalculator(cu_level10_potential, skin=0.5)
     e1, f1 = atoms.get_potential_energy(), atoms.get_forces()
-    atoms.calc = MTPCalculator(potential)
+    atoms.calc = MTPCalculator(cu_level10_potential)
     assert abs(e1 - atoms.get_potential_energy()) < 1e-10
     np.testing.assert_allclose(f1, atoms.get_forces(), atol=1e-10, rtol=0)
 
 
-def test_nve_energy_drift(potential, tmp_path):
+def test_nve_energy_drift(cu_level10_potential, tmp_path):
     atoms = cu32()
-    calc = SkinMTPCalculator(potential, species=["Cu"])
+    calc = SkinMTPCalculator(cu_level10_potential, species=["Cu"])
     result = run_md(atoms, calc, "nve", temperature=600, steps=200, timestep_fs=1.0, interval=5,
                     trajectory=tmp_path / "t.xyz", log_csv=tmp_path / "l.csv", seed=0, progress=False)
     log = read_log(tmp_path / "l.csv")
@@ -101,10 +92,10 @@ def test_nve_energy_drift(potential, tmp_path):
     assert abs(frames[-1].get_potential_energy() - log["epot_eV"][-1]) < 1e-8
 
 
-def test_npt_density_stable(potential):
+def test_npt_density_stable(cu_level10_potential):
     atoms = cu32()
     settings = MDSettings(ensemble="npt", temperature=300, pressure=0.0, steps=800, interval=4, seed=1, pdamp_fs=500)
-    result = run_md(atoms, SkinMTPCalculator(potential, species=["Cu"]), settings=settings, progress=False)
+    result = run_md(atoms, SkinMTPCalculator(cu_level10_potential, species=["Cu"]), settings=settings, progress=False)
     density = result.log["density_g_cm3"][len(result.log["step"]) // 4 :]
     b = block_average(density)
     # Cu: 8.96 g/cm3 experimentally; this potential's 0 K lattice constant is ~3.6 A (9.0 g/cm3).
@@ -113,10 +104,10 @@ def test_npt_density_stable(potential):
     assert np.all(np.isfinite(result.log["pressure_GPa"]))
 
 
-def test_relax_reaches_tolerance(potential):
+def test_relax_reaches_tolerance(cu_level10_potential):
     atoms = cu32(a=3.56)
     atoms.rattle(0.03, seed=0)
-    result = relax(atoms, SkinMTPCalculator(potential, species=["Cu"]), fmax=0.005, smax=0.01, max_steps=300, optimizer="bfgs")
+    result = relax(atoms, SkinMTPCalculator(cu_level10_potential, species=["Cu"]), fmax=0.005, smax=0.01, max_steps=300, optimizer="bfgs")
     assert result.converged, result.summary()
     assert result.fmax <= 0.005 and result.smax <= 0.01
     assert np.abs(atoms.get_forces()).max() <= 0.005
@@ -124,17 +115,17 @@ def test_relax_reaches_tolerance(potential):
     assert 3.55 < atoms.cell.lengths()[0] / 2 < 3.65
 
 
-def test_cli_md_and_relax(potential, tmp_path, capsys):
+def test_cli_md_and_relax(cu_level10_potential, tmp_path, capsys):
     from mlipress.cli import main
 
     structure = tmp_path / "cu.xyz"
     bulk("Cu", "fcc", a=3.59, cubic=True).write(structure)
     relaxed = tmp_path / "relaxed.xyz"
-    assert main(["relax", str(structure), str(potential), "--species", "Cu", "--repeat", "2,2,2", "--optimizer", "bfgs",
+    assert main(["relax", str(structure), str(cu_level10_potential), "--species", "Cu", "--repeat", "2,2,2", "--optimizer", "bfgs",
                  "--fmax", "0.01", "--smax", "0.02", "-o", str(relaxed), "--quiet"]) == 0
     assert "converged" in capsys.readouterr().out
     traj, log = tmp_path / "md.xyz", tmp_path / "md.csv"
-    assert main(["md", str(relaxed), str(potential), "--species", "Cu", "--ensemble", "nvt", "--temperature", "300",
+    assert main(["md", str(relaxed), str(cu_level10_potential), "--species", "Cu", "--ensemble", "nvt", "--temperature", "300",
                  "--steps", "20", "--timestep", "1", "--interval", "5", "--trajectory", str(traj), "--log", str(log),
                  "--seed", "3", "--quiet"]) == 0
     out = capsys.readouterr().out
@@ -144,5 +135,5 @@ def test_cli_md_and_relax(potential, tmp_path, capsys):
     from ase.io import read
 
     assert len(read(traj, index=":")) == 5
-    assert main(["md", str(structure), str(potential), "--ensemble", "npt", "--temperature", "300",
+    assert main(["md", str(structure), str(cu_level10_potential), "--ensemble", "npt", "--temperature", "300",
                  "--steps", "8", "--interval", "4", "--quiet"]) == 0
