@@ -198,7 +198,8 @@ def make_moments_fn(mtp: MTP):
     ]
     order = np.argsort(np.concatenate([pos for pos, _ in by_mu]), kind="stable")
 
-    def basic_moments(params, vectors, mask, types_i, types_j):
+    def basic_moments(params, vectors, mask, types_i, types_j, reduce=True):
+        """(n_basic, A) moments, or with ``reduce=False`` the (n_basic, A, K) per-pair terms."""
         r, u = _pair_geometry(vectors, mask)
         Q = chebyshev_radial_basis(r, rb, params["scaling"])
         zi = jnp.broadcast_to(types_i[:, None], types_j.shape)
@@ -211,12 +212,12 @@ def make_moments_fn(mtp: MTP):
         for mu, (pos, exps) in enumerate(by_mu):
             for e in map(tuple, exps.tolist()):
                 term = f[..., mu] if e == (0, 0, 0) else f[..., mu] * mono[e]
-                blocks.append(term.sum(axis=-1))
-        return jnp.stack(blocks, 0)[order] if blocks else jnp.zeros((0, r.shape[0]))
+                blocks.append(term.sum(axis=-1) if reduce else term)
+        return jnp.stack(blocks, 0)[order] if blocks else jnp.zeros((0,) + (r.shape[:1] if reduce else r.shape))
 
-    def moments(params, batch: NeighborBatch) -> jax.Array:
-        A = batch.vectors.shape[0]
-        basic = basic_moments(params, batch.vectors, batch.mask, batch.types_i, batch.types_j)
+    def products(basic: jax.Array) -> jax.Array:
+        """All moments (count, A) from the basic ones (n_basic, A)."""
+        A = basic.shape[1]
         M = jnp.concatenate([basic, jnp.zeros((plan.count - n_basic, A), basic.dtype)], 0)
         for start, stop, I, J, mult, seg in plan.stages:
             prod = M[I] * M[J] * mult[:, None]
@@ -224,7 +225,11 @@ def make_moments_fn(mtp: MTP):
             M = M.at[start:stop].set(block)
         return M
 
-    moments.plan = plan
+    def moments(params, batch: NeighborBatch) -> jax.Array:
+        return products(basic_moments(params, batch.vectors, batch.mask, batch.types_i, batch.types_j))
+
+    # The two stages separately, for the linear design matrix (mlipress.training.linear).
+    moments.plan, moments.basic, moments.products = plan, basic_moments, products
     return moments
 
 

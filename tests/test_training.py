@@ -71,6 +71,37 @@ def test_linear_solve_matches_objective_and_is_optimal(dataset, mtp):
     assert float(jnp.abs(g["species"]).max()) < 1e-8 * max(1.0, loss)
 
 
+@pytest.mark.parametrize("radial", ["dense", "mf"])
+def test_design_matrix_equals_derivative_of_the_force_pass(dataset, radial):
+    """The chain-rule design matrix (sparse product Jacobians) against forward-mode
+    differentiation of energies, forces and virials with respect to the moment coefficients."""
+    import jax
+
+    from mlipress.evaluator import StructureKey, make_efs_fn
+    from mlipress.radial import MatrixFactorized
+    from mlipress.training.linear import _design_fn
+
+    mtp = untrained_mtp(10, 3, 1.5, 5.0)
+    p = initial_params(mtp, seed=2, scaling=0.1)
+    if radial == "mf":
+        p["radial"] = MatrixFactorized.from_dense(np.asarray(p["radial"]), 3)
+    batch = prepare(dataset, mtp).chunks[0].batch
+    counts, *cols = _design_fn(StructureKey(mtp))(p, batch)
+    efs = make_efs_fn(mtp)
+
+    def lin(m):
+        out = efs({**p, "moment": m, "species": jnp.zeros(3)}, batch)
+        return out["energy"], out["forces"], out["virial"]
+
+    ref = jax.jacfwd(lin)(p["moment"])
+    for got, want in zip(cols, ref):
+        scale = float(jnp.abs(want).max())
+        assert scale > 0
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-11 * scale)
+    n_atoms = np.bincount(dataset.configurations[0].types, minlength=3)
+    np.testing.assert_array_equal(np.asarray(counts)[0], n_atoms)
+
+
 def test_settings_validation():
     with pytest.raises(ValueError, match="max_iter"):
         TrainSettings(max_iter=-1)

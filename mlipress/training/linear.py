@@ -12,11 +12,9 @@ positions). So the weighted E/F/S residuals of the training loss
 
 are a linear least-squares problem in theta = (species, moment), P = N_T + S unknowns.
 
-Design matrix: per chunk of configurations, ``jax.jacfwd`` of the evaluator's
-``(energy, forces, virial)`` with respect to ``moment`` (exact, the map is linear) gives the
-columns; species columns are the atom counts in the energy rows. Cost per chunk: S forward
-tangents through one force pass, i.e. about S/3 force evaluations and S times its memory
-(at level 20, S ~ 500, keep chunks to a few hundred atoms: ``max_atoms``).
+Design matrix: per chunk of configurations, the columns d(E, F, virial)/d moment by the
+chain rule through the basic moments (see ``_design_fn``); species columns are the atom
+counts in the energy rows.
 
 Solve: rows are weighted by sqrt(w) and reduced chunk by chunk with a streaming QR of the
 augmented matrix [X | y] (TSQR), so memory is O(P^2) however large the data set, and the
@@ -30,34 +28,119 @@ instead of noise, everything else is the exact least-squares solution to ~1e-10 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlipress.evaluator import StructureKey, make_efs_fn
+from mlipress.evaluator import StructureKey, make_moments_fn
 from mlipress.loss import TrainingChunk, TrainingData
 from mlipress.model import MTP
 
 __all__ = ["linear_solve", "orthonormalise_radial"]
 
+@dataclass(frozen=True, eq=False)
+class _SparseJacobianPlan:
+    """Sparsity of dM/db, the Jacobian of all moments M with respect to the basic ones b.
+
+    A moment depends on the few basic moments of its factors only (at level 20 a basis function
+    on ~19 of 295), so the Jacobian is propagated through the product stages in a flat sparse
+    layout: moment m owns the entries ``offset[m] : offset[m] + len(support[m])``. A product row
+    ``M_k += c M_i M_j`` adds ``c M_j dM_i + c M_i dM_j``, one gathered multiply per support
+    element: stage s is ``J[lo:hi] = segment_sum(mult * M[other] * J[source], target)``
+    (50-70x fewer operations than dense forward mode at levels 20-24).
+    """
+
+    nnz: int
+    basic_entries: np.ndarray  # flat positions of db/db = 1
+    stages: tuple  # (lo, hi, target - lo, other, source, mult) per product stage
+    basis_entries: np.ndarray  # flat positions of the basis functions' entries
+    basis_rows: np.ndarray  # basis function index of each
+    basis_cols: np.ndarray  # basic moment index of each
+
+
+def _sparse_jacobian_plan(plan) -> _SparseJacobianPlan:
+    n_basic = len(plan.basic_mu)
+    support = [np.array([m]) for m in range(n_basic)] + [None] * (plan.count - n_basic)
+    for start, stop, I, J, _, seg in plan.stages:
+        for k in range(start, stop):
+            rows = seg == k - start
+            support[k] = np.union1d(np.concatenate([support[i] for i in I[rows]] or [np.zeros(0, int)]),
+                                    np.concatenate([support[j] for j in J[rows]] or [np.zeros(0, int)]))
+    sizes = np.array([len(sp) for sp in support])
+    offset = np.concatenate([[0], np.cumsum(sizes)])
+
+    def where(m, elems):  # flat positions of elems in support[m]
+        return offset[m] + np.searchsorted(support[m], elems)
+
+    stages = []
+    for start, stop, I, J, mult, seg in plan.stages:
+        tgt, oth, src, mul = [], [], [], []
+        for i, j, c, k in zip(I, J, mult, seg + start):
+            for a, b in ((i, j), (j, i)):  # differentiate factor a, the other factor is b
+                tgt.append(where(k, support[a]))
+                src.append(offset[a] + np.arange(sizes[a]))
+                oth.append(np.full(sizes[a], b))
+                mul.append(np.full(sizes[a], c))
+        tgt, oth, src, mul = (np.concatenate(x) for x in (tgt, oth, src, mul))
+        order = np.argsort(tgt, kind="stable")
+        lo, hi = int(offset[start]), int(offset[stop])
+        stages.append((lo, hi, (tgt[order] - lo).astype(np.int32), oth[order].astype(np.int32),
+                       src[order].astype(np.int32), mul[order].astype(np.float64)))
+    rows = np.concatenate([np.full(sizes[m], s) for s, m in enumerate(plan.mapping)])
+    cols = np.concatenate([support[m] for m in plan.mapping])
+    entries = np.concatenate([offset[m] + np.arange(sizes[m]) for m in plan.mapping])
+    return _SparseJacobianPlan(int(offset[-1]), offset[:n_basic].astype(np.int32), tuple(stages),
+                               entries.astype(np.int32), rows.astype(np.int32), cols.astype(np.int32))
+
+
 @functools.lru_cache(maxsize=8)
 def _design_fn(key: StructureKey):
-    efs = make_efs_fn(key.mtp)
+    """Columns d(E, F, virial)/d moment by the chain rule through the two moment stages.
 
-    nt = key.mtp.species_count
+    With site basis functions B(i) = P(b(i)) of the basic moments b(i) = sum_j t(r_ij):
+    dB(i)/dr_ij = [dP/db](i) . dt/dr_ij. The per-pair term derivatives dt/dr_ij are three
+    forward tangents of the geometry (each term depends on its own pair only); the product
+    Jacobians dP/db are propagated sparsely (:class:`_SparseJacobianPlan`). Differentiating
+    the force pass once per basis function instead (S tangents through the reverse pass)
+    was 2x slower at level 10 and 15x at level 20.
+    """
+    mtp = key.mtp
+    moments = make_moments_fn(mtp)
+    plan = moments.plan
+    sparse = _sparse_jacobian_plan(plan)
+    nt, n_basic, S = mtp.species_count, len(plan.basic_mu), len(plan.mapping)
+
+    def product_jacobian(b):  # (n_basic, A) -> dB/db (A, S, n_basic)
+        A = b.shape[1]
+        M = moments.products(b)
+        jf = jnp.zeros((sparse.nnz, A)).at[sparse.basic_entries].set(1.0)
+        for lo, hi, tgt, oth, src, mult in sparse.stages:
+            vals = M[oth] * jf[src] * mult[:, None]
+            jf = jf.at[lo:hi].set(jax.ops.segment_sum(vals, tgt, num_segments=hi - lo, indices_are_sorted=True))
+        H = jnp.zeros((A, S, n_basic)).at[:, sparse.basis_rows, sparse.basis_cols].set(jf[sparse.basis_entries].T)
+        return M[plan.mapping].T, H
 
     @jax.jit
     def design(params, batch):
         """Atoms per species (C, N_T) and columns d(E, F, virial)/d moment: (C, S),
         (A, 3, S), (C, 3, 3, S)."""
+        A, C = batch.types_i.shape[0], batch.n_configs
 
-        def lin(m):
-            out = efs({**params, "moment": m, "species": jnp.zeros_like(params["species"])}, batch)
-            return out["energy"], out["forces"], out["virial"]
+        def terms(vectors):
+            return moments.basic(params, vectors, batch.mask, batch.types_i, batch.types_j, reduce=False)
 
+        t = terms(batch.vectors)  # (n_basic, A, K)
+        units = jnp.broadcast_to(jnp.eye(3)[:, None, None, :], (3, *batch.vectors.shape))
+        dt = jax.vmap(lambda u: jax.jvp(terms, (batch.vectors,), (u,))[1])(units)  # (3, n_basic, A, K)
+        B, H = product_jacobian(t.sum(axis=-1))
+        G = jnp.einsum("asn,dnak->akds", H, dt) * batch.mask[:, :, None, None]  # dB(i)/dr_ij
+        forces = G.sum(axis=1) - jax.ops.segment_sum(G.reshape(-1, 3, S), batch.index_j.reshape(-1), A + 1)[:A]
+        per_atom_virial = -jnp.einsum("akds,ake->ades", G, batch.vectors)
         onehot = jax.nn.one_hot(batch.types_i, nt, dtype=jnp.float64)
-        counts = jax.ops.segment_sum(onehot, batch.config_index, batch.n_configs + 1)[: batch.n_configs]
-        return (counts, *jax.jacfwd(lin)(params["moment"]))
+        by_config = functools.partial(jax.ops.segment_sum, segment_ids=batch.config_index, num_segments=C + 1)
+        return (by_config(onehot)[:C], by_config(B)[:C], forces, by_config(per_atom_virial)[:C])
 
     return design
 
