@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--target", required=True, choices=["mlearn-Li", "mlearn-Mo", "mlearn-Si", "nbmotaw-16"])
     parser.add_argument("--max-configs", type=int, default=0, help="random training subset size (0 = all)")
     parser.add_argument("--max-iter", type=int, default=500)
+    parser.add_argument("--max-time", type=float, default=0, help="wall-time limit of the fit in seconds (0 = none)")
     parser.add_argument("--pretrain-iters", type=int, default=75)
     parser.add_argument("--stress-weight", type=float, default=0.001)
     parser.add_argument("--seed", type=int, default=0)
@@ -113,6 +114,7 @@ def main() -> None:
     settings = TrainSettings(
         weights=LossWeights(stress=args.stress_weight),
         max_iter=args.max_iter,
+        max_time=args.max_time,
         pretrain_iters=args.pretrain_iters,
         seed=args.seed,
         log_every=10,
@@ -141,6 +143,8 @@ def main() -> None:
         "train_atoms": train_set.natoms,
         "full_train_configurations": len(full_train),
         "max_iter": args.max_iter,
+        "max_time": args.max_time,
+        "iterations_done": result.history[-1].get("iteration") if result.history else None,
         "pretrain_iters": args.pretrain_iters,
         "stop_reason": result.stop_reason,
         "final_loss": result.history[-1].get("f") if result.history else None,

@@ -111,10 +111,20 @@ def test_settings_validation():
         TrainSettings(resume=True)
     with pytest.raises(ValueError, match="gtol"):
         TrainSettings(gtol=float("nan"))
+    with pytest.raises(ValueError, match="max_time"):
+        TrainSettings(max_time=-1.0)
     with pytest.raises(TypeError, match="LossWeights"):
         TrainSettings(weights={"energy": 1.0})
     with pytest.raises(ValueError, match="weighting"):
         LossWeights(weighting="atoms")
+
+
+def test_time_limit_stops_training(dataset, mtp):
+    out = io.StringIO()
+    result = train(mtp, dataset, TrainSettings(**{**FAST, "max_iter": 1000}, max_time=1e-3), out=out)
+    assert result.stop_reason == "time limit (0.001 s)"
+    assert result.history[-1]["iteration"] == 1  # the check runs after each iteration
+    assert "time limit" in out.getvalue()
 
 
 class _Interrupt(Exception):

@@ -7,7 +7,7 @@
 A TOML settings file uses the long option names with ``_`` or ``-`` (``level``, ``init``,
 ``train``, ``valid``, ``valid_fraction``, ``species`` (string or list), ``min_dist``,
 ``cutoff``, ``radial_basis_size``, ``energy_weight``, ``force_weight``, ``stress_weight``,
-``weighting``, ``scale_by_force``, ``penalty``, ``max_iter``, ``pretrain_iters``,
+``weighting``, ``scale_by_force``, ``penalty``, ``max_iter``, ``max_time``, ``pretrain_iters``,
 ``linear_solve_every``, ``seed``, ``ensemble``, ``log``, ``log_every``, ``checkpoint``,
 ``checkpoint_every``, ``resume``, ``output``, ``radial``); relative paths are relative to the TOML
 file. Command-line flags override the file. Force errors are printed per Cartesian
@@ -47,6 +47,7 @@ _OPTIONS: dict[str, tuple[type, object, str]] = {
     "scale_by_force": (float, 0.0, "s > 0: force weight w_F s/(|F|^2+s) (default 0, off)"),
     "penalty": (float, 1e-9, "radial orthonormality penalty (MLIP-2 1e-9, MLIP-3 1e-6)"),
     "max_iter": (int, 1000, "BFGS iterations of the main phase (default 1000)"),
+    "max_time": (float, 0.0, "stop after this many seconds of wall time (default 0 = no limit)"),
     "pretrain_iters": (int, 75, "pre-training iterations of an untrained potential (default 75)"),
     "linear_solve_every": (int, 50, "orthonormalise + exact linear solve period (default 50, 0 = never)"),
     "gtol": (float, 1e-10, "stop when |grad| <= gtol"),
@@ -172,7 +173,7 @@ def cmd_train(args) -> int:
                           o["scale_by_force"], o["penalty"])
     ckpt_every = o["checkpoint_every"] if o["checkpoint_every"] is not None else (50 if o["checkpoint"] else 0)
     settings = TrainSettings(
-        weights=weights, max_iter=o["max_iter"], gtol=o["gtol"], ftol=o["ftol"], seed=o["seed"],
+        weights=weights, max_iter=o["max_iter"], max_time=o["max_time"], gtol=o["gtol"], ftol=o["ftol"], seed=o["seed"],
         linear_solve_every=o["linear_solve_every"], pretrain_iters=o["pretrain_iters"],
         log_every=o["log_every"], log_file=o["log"], checkpoint_every=ckpt_every,
         checkpoint=o["checkpoint"], resume=bool(o["resume"]), max_atoms=o["max_atoms"],

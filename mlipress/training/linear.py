@@ -37,8 +37,13 @@ import numpy as np
 from mlipress.evaluator import StructureKey, make_moments_fn
 from mlipress.loss import TrainingChunk, TrainingData
 from mlipress.model import MTP
+from mlipress.neighbors import NeighborBatch
 
 __all__ = ["linear_solve", "orthonormalise_radial"]
+
+# Memory per block of atoms in the design matrix (bytes).
+_BLOCK_BYTES = 2.5e8
+
 
 @dataclass(frozen=True, eq=False)
 class _SparseJacobianPlan:
@@ -122,25 +127,47 @@ def _design_fn(key: StructureKey):
         H = jnp.zeros((A, S, n_basic)).at[:, sparse.basis_rows, sparse.basis_cols].set(jf[sparse.basis_entries].T)
         return M[plan.mapping].T, H
 
+    entries = sum(len(st[2]) for st in sparse.stages)
+
     @jax.jit
     def design(params, batch):
         """Atoms per species (C, N_T) and columns d(E, F, virial)/d moment: (C, S),
         (A, 3, S), (C, 3, 3, S)."""
-        A, C = batch.types_i.shape[0], batch.n_configs
+        (A, K), C = batch.mask.shape, batch.n_configs
+        # atoms per block: bound the memory of H (S x n_basic), G (K x 3 x S) and the stage values
+        block = int(min(A, max(8, _BLOCK_BYTES // (8 * (S * n_basic + 3 * S * K + entries + sparse.nnz)))))
+        pad = -A % block
+        padded = NeighborBatch(*(jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
+                                 for x, fill in ((batch.vectors, 1.0), (batch.types_i, 0), (batch.types_j, 0),
+                                                 (batch.index_j, A), (batch.mask, False), (batch.config_index, C))),
+                               n_configs=C)
+        blocks = jax.tree.map(lambda x: x.reshape(-1, block, *x.shape[1:]), padded)
 
-        def terms(vectors):
-            return moments.basic(params, vectors, batch.mask, batch.types_i, batch.types_j, reduce=False)
+        def one_block(carry, x):
+            forces, virial, energy = carry
+            nb, start = x
 
-        t = terms(batch.vectors)  # (n_basic, A, K)
-        units = jnp.broadcast_to(jnp.eye(3)[:, None, None, :], (3, *batch.vectors.shape))
-        dt = jax.vmap(lambda u: jax.jvp(terms, (batch.vectors,), (u,))[1])(units)  # (3, n_basic, A, K)
-        B, H = product_jacobian(t.sum(axis=-1))
-        G = jnp.einsum("asn,dnak->akds", H, dt) * batch.mask[:, :, None, None]  # dB(i)/dr_ij
-        forces = G.sum(axis=1) - jax.ops.segment_sum(G.reshape(-1, 3, S), batch.index_j.reshape(-1), A + 1)[:A]
-        per_atom_virial = -jnp.einsum("akds,ake->ades", G, batch.vectors)
+            def terms(vectors):
+                return moments.basic(params, vectors, nb.mask, nb.types_i, nb.types_j, reduce=False)
+
+            t = terms(nb.vectors)  # (n_basic, a, K)
+            units = jnp.broadcast_to(jnp.eye(3)[:, None, None, :], (3, *nb.vectors.shape))
+            dt = jax.vmap(lambda u: jax.jvp(terms, (nb.vectors,), (u,))[1])(units)  # (3, n_basic, a, K)
+            B, H = product_jacobian(t.sum(axis=-1))
+            G = jnp.einsum("asn,dnak->akds", H, dt) * nb.mask[:, :, None, None]  # dB(i)/dr_ij
+            forces = forces.at[nb.index_j.reshape(-1)].add(-G.reshape(-1, 3, S))
+            forces = forces.at[jnp.arange(block) + start].add(G.sum(axis=1))
+            virial = virial.at[nb.config_index].add(-jnp.einsum("akds,ake->ades", G, nb.vectors))
+            energy = energy.at[nb.config_index].add(B)
+            return (forces, virial, energy), None
+
+        starts = jnp.arange(0, A + pad, block)
+        init = (jnp.zeros((A + pad + 1, 3, S)), jnp.zeros((C + 1, 3, 3, S)), jnp.zeros((C + 1, S)))
+
+        (forces, virial, energy), _ = jax.lax.scan(one_block, init, (blocks, starts))
         onehot = jax.nn.one_hot(batch.types_i, nt, dtype=jnp.float64)
-        by_config = functools.partial(jax.ops.segment_sum, segment_ids=batch.config_index, num_segments=C + 1)
-        return (by_config(onehot)[:C], by_config(B)[:C], forces, by_config(per_atom_virial)[:C])
+        counts = jax.ops.segment_sum(onehot, batch.config_index, C + 1)[:C]
+        return counts, energy[:C], forces[:A], virial[:C]
 
     return design
 

@@ -71,6 +71,8 @@ class TrainSettings:
     - ``weights``: :class:`mlipress.loss.LossWeights` (w_E, w_F, w_S, weighting,
       scale_by_force, penalty).
     - ``max_iter``: iterations of the main phase (MLIP ``--max-iter``).
+    - ``max_time``: stop after this many seconds of wall time, pre-training included and
+      resumed runs counting their earlier time (0: no limit).
     - ``gtol``: stop when the gradient norm is <= gtol.
     - ``ftol``, ``ftol_window``: stop when f decreased by less than ``ftol * |f|`` over the last
       ``ftol_window`` iterations (0 disables).
@@ -92,6 +94,7 @@ class TrainSettings:
 
     weights: LossWeights = field(default_factory=LossWeights)
     max_iter: int = 1000
+    max_time: float = 0.0
     gtol: float = 1e-10
     ftol: float = 1e-9
     ftol_window: int = 50
@@ -119,7 +122,7 @@ class TrainSettings:
                 raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
         if self.max_atoms < 1:
             raise ValueError(f"max_atoms must be >= 1, got {self.max_atoms}")
-        for name in ("gtol", "ftol"):
+        for name in ("gtol", "ftol", "max_time"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
@@ -437,6 +440,8 @@ def train(
                         old = recent[-1 - s.ftol_window]
                         if old - state.value <= s.ftol * max(abs(old), abs(state.value), 1e-300):
                             stop, stop_reason = True, f"relative decrease < ftol over {s.ftol_window} iterations"
+                if not stop and s.max_time and elapsed() >= s.max_time:
+                    stop, stop_reason = True, f"time limit ({s.max_time:g} s)"
                 if s.log_every and (phase_iter % s.log_every == 0 or last or stop):
                     rec = record("progress")
                     progress(rec, limit)
