@@ -187,14 +187,18 @@ def run(args) -> None:
         mtp = mtps[level]
         if level not in prepared:
             prepared[level] = prepare(valid, mtp, weights, max_atoms=settings.max_atoms)
-        row = fit_row(mtp, train, valid, spec, seed, settings, valid_prepared=prepared[level])
+        models = RESULTS / "compression_models"
+        models.mkdir(exist_ok=True)
+        model_path = models / f"{Path(args.json).stem}_L{level}_{str(spec).replace(':', '-').replace(',', '-')}_s{seed}.mtp"
+        row = fit_row(mtp, train, valid, spec, seed, settings, valid_prepared=prepared[level], save=model_path)
         row.update(level=level, role=role)
         rows.append(row)
         done.add(key_of(row))
         save(out, doc)
         print(f"L{level} {str(spec):10s} seed {seed}: {row['radial_params']:4d} radial params "
               f"({100 * row['compression']:5.1f}% compression)  valid f {row['valid_loss']:.4e}  "
-              f"E {row['energy_rmse_meV_per_atom']:7.2f} meV/atom  F {row['force_rmse_eV_per_A']:.4f} eV/A  "
+              f"E {row['energy_rmse_meV_per_atom']:7.2f} (MAE {row['energy_mae_meV_per_atom']:6.2f}) meV/atom  "
+              f"F {row['force_rmse_eV_per_A']:.4f} eV/A  "
               f"[{row['seconds']:.0f} s, {row['iterations']} it, total {time.perf_counter() - t_start:.0f} s]",
               flush=True)
     report(doc, args)

@@ -65,7 +65,9 @@ def _as_dataset(data) -> Dataset:
 
 def evaluate_params(mtp, params, valid, weights, max_atoms: int = 2048, prepared=None) -> dict:
     """Validation metrics of a fitted potential: ``valid_loss`` (Objective ``f`` with ``weights``,
-    penalty included) and energy (meV/atom), force (eV/A per component), stress (GPa) RMSEs.
+    penalty included), energy (meV/atom), force (eV/A per component) and stress (GPa) RMSEs,
+    and energy/force MAEs and largest errors (a few badly extrapolated configurations dominate
+    the RMSE of an under-trained model; the MAE shows the typical error).
 
     ``params`` may have a factored radial part; the evaluation uses its dense form, which gives
     the same values (to round-off) and shares one compilation across ranks and kinds.
@@ -88,18 +90,24 @@ def evaluate_params(mtp, params, valid, weights, max_atoms: int = 2048, prepared
         "energy_rmse_meV_per_atom": get("energy_per_atom_eV", 1e3),
         "force_rmse_eV_per_A": get("forces_eV_per_A", 1.0),
         "stress_rmse_GPa": get("stress_GPa", 1.0),
+        "energy_mae_meV_per_atom": rep["energy_per_atom_eV"]["mae"] and rep["energy_per_atom_eV"]["mae"] * 1e3,
+        "energy_max_meV_per_atom": rep["energy_per_atom_eV"]["max"] and rep["energy_per_atom_eV"]["max"] * 1e3,
+        "force_mae_eV_per_A": rep["forces_eV_per_A"]["mae"],
+        "force_max_eV_per_A": rep["forces_eV_per_A"]["max"],
     }
 
 
 def fit_row(mtp, train, valid, spec: RadialSpec | str, seed: int, settings, out=None,
-            mfra_interval="auto", valid_prepared=None) -> dict:
+            mfra_interval="auto", valid_prepared=None, save=None) -> dict:
     """Fit ``mtp`` with radial parametrisation ``spec`` and seed ``seed``; return one row.
 
     Row keys: ``kind``, ``spec``, ``rank`` (int, [r1, r2, r3] or None), ``seed``,
     ``radial_params``, ``base_radial_params``, ``compression``, ``final_rank`` (MFRA),
     ``iterations``, ``seconds``, ``stop_reason``, ``train_loss`` and the validation metrics of
     :func:`evaluate_params`. ``out``: progress stream of the fit (default: silent).
+    ``save``: path of a ``.mtp`` to write the fitted potential to (with its factors sidecar).
     """
+    from mlipress.compress.files import write_compressed
     from mlipress.compress.fit import fit_compressed
     from mlipress.radial import compression
 
@@ -127,6 +135,8 @@ def fit_row(mtp, train, valid, spec: RadialSpec | str, seed: int, settings, out=
         "train_loss": float(last["f"]) if "f" in last else None,
     }
     row.update(evaluate_params(mtp, res.params, valid, s.weights, s.max_atoms, prepared=valid_prepared))
+    if save is not None:
+        write_compressed(save, mtp, res.params, str(spec))
     return row
 
 
