@@ -97,6 +97,9 @@ def main() -> None:
     parser.add_argument("--max-configs", type=int, default=0, help="random training subset size (0 = all)")
     parser.add_argument("--max-iter", type=int, default=500)
     parser.add_argument("--max-time", type=float, default=0, help="wall-time limit of the fit in seconds (0 = none)")
+    parser.add_argument("--variable-projection", action="store_true",
+                        help="exact species/moment coefficients at every evaluation (TrainSettings.variable_projection)")
+    parser.add_argument("--tag", default="", help="suffix of the output names (fit_<target><tag>.*)")
     parser.add_argument("--pretrain-iters", type=int, default=75)
     parser.add_argument("--stress-weight", type=float, default=0.001)
     parser.add_argument("--seed", type=int, default=0)
@@ -115,18 +118,19 @@ def main() -> None:
         weights=LossWeights(stress=args.stress_weight),
         max_iter=args.max_iter,
         max_time=args.max_time,
+        variable_projection=args.variable_projection,
         pretrain_iters=args.pretrain_iters,
         seed=args.seed,
         log_every=10,
-        log_file=str(out_dir / f"fit_{args.target}.log.jsonl"),
-        checkpoint=str(out_dir / f"fit_{args.target}.ckpt.npz"),
+        log_file=str(out_dir / f"fit_{args.target}{args.tag}.log.jsonl"),
+        checkpoint=str(out_dir / f"fit_{args.target}{args.tag}.ckpt.npz"),
         checkpoint_every=25,
-        resume=(out_dir / f"fit_{args.target}.ckpt.npz").exists(),
+        resume=(out_dir / f"fit_{args.target}{args.tag}.ckpt.npz").exists(),
     )
     t0 = time.perf_counter()
     result = train(mtp, train_set, settings)
     wall = time.perf_counter() - t0
-    write_mtp(result.mtp, out_dir / f"fit_{args.target}.mtp")
+    write_mtp(result.mtp, out_dir / f"fit_{args.target}{args.tag}.mtp")
 
     pred, _ = predict(result.mtp, valid.configurations)
     ours = summary_row(error_report(valid.configurations, pred))
@@ -144,6 +148,7 @@ def main() -> None:
         "full_train_configurations": len(full_train),
         "max_iter": args.max_iter,
         "max_time": args.max_time,
+        "variable_projection": args.variable_projection,
         "iterations_done": result.history[-1].get("iteration") if result.history else None,
         "pretrain_iters": args.pretrain_iters,
         "stop_reason": result.stop_reason,
@@ -155,7 +160,7 @@ def main() -> None:
         "machine": machine(),
         "parameters": result.mtp.num_params(),
     }
-    out = write_result(f"fit_{args.target}.json", record)
+    out = write_result(f"fit_{args.target}{args.tag}.json", record)
     print(json.dumps({"validation": ours, "reference": reference}, indent=2))
     print(f"wrote {out}")
 

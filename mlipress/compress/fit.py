@@ -399,6 +399,9 @@ def fit_compressed(mtp: MTP, train_data, spec: RadialSpec | str, settings: Train
                                 radial=params["radial"])
     if spec.kind in ("mf", "tt"):
         return _fit_via_trainer(mtp, train_data, spec, settings, valid_data, out)
+    if settings.variable_projection and spec.kind in ("rmf", "mfra"):
+        raise ValueError(f"variable projection is available for dense, mf and tt fits, not {spec.kind} "
+                         "(its optimiser moves the linear coefficients itself)")
     if spec.kind == "rmf":
         return _fit_rmf(mtp, train_data, spec, settings, valid_data, out)
     if spec.kind == "mfra":

@@ -9,7 +9,7 @@ A TOML settings file uses the long option names with ``_`` or ``-`` (``level``, 
 ``cutoff``, ``radial_basis_size``, ``energy_weight``, ``force_weight``, ``stress_weight``,
 ``weighting``, ``scale_by_force``, ``penalty``, ``max_iter``, ``max_time``, ``pretrain_iters``,
 ``linear_solve_every``, ``seed``, ``ensemble``, ``log``, ``log_every``, ``checkpoint``,
-``checkpoint_every``, ``resume``, ``output``, ``radial``); relative paths are relative to the TOML
+``checkpoint_every``, ``resume``, ``variable_projection``, ``output``, ``radial``); relative paths are relative to the TOML
 file. Command-line flags override the file. Force errors are printed per Cartesian
 component (MLIP-2) and per atom vector (MLIP-3).
 
@@ -63,6 +63,11 @@ _OPTIONS: dict[str, tuple[type, object, str]] = {
     "radial": (str, "dense", "radial parametrisation: dense | mf:R | rmf:R | tt:R1,R2,R3 | mfra:RMAX "
                "(compressed fits also write OUTPUT.factors.npz; default dense)"),
 }
+_FLAGS = {
+    "resume": "continue from --checkpoint if it exists",
+    "variable_projection": "species and moment coefficients solved exactly at every evaluation, BFGS on the "
+                           "radial part only (default off)",
+}
 _PATHS = ("init", "train", "valid", "log", "checkpoint", "output")
 
 
@@ -79,8 +84,9 @@ def register(subparsers) -> None:
         names = (flag, "-o") if name == "output" else (flag,)
         help_text = text if default is None else text
         p.add_argument(*names, dest=name, type=typ, default=None, help=help_text)
-    p.add_argument("--resume", dest="resume", action="store_true", default=None,
-                   help="continue from --checkpoint if it exists")
+    for name, text in _FLAGS.items():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, action=argparse.BooleanOptionalAction,
+                       default=None, help=text)
     p.set_defaults(func=cmd_train)
 
 
@@ -92,7 +98,7 @@ def _load_toml(path: str) -> dict:
         raise ValueError(f"{path}: invalid TOML: {exc}") from None
     base = Path(path).resolve().parent
     out = {}
-    known = set(_OPTIONS) | {"resume"}
+    known = set(_OPTIONS) | set(_FLAGS)
     for key, value in raw.items():
         name = key.replace("-", "_")
         if name not in known:
@@ -101,9 +107,9 @@ def _load_toml(path: str) -> dict:
             value = ",".join(map(str, value))
         if name in _PATHS and isinstance(value, str):
             value = str(base / value)
-        if name == "resume":
+        if name in _FLAGS:
             if not isinstance(value, bool):
-                raise ValueError(f"{path}: resume must be true or false")
+                raise ValueError(f"{path}: {key} must be true or false")
         else:
             typ = _OPTIONS[name][0]
             if typ is float and isinstance(value, int) and not isinstance(value, bool):
@@ -117,10 +123,10 @@ def _load_toml(path: str) -> dict:
 def resolve_options(args) -> dict:
     """Defaults < TOML file < command-line flags; returns a plain dict of settings."""
     opts = {name: default for name, (_, default, _) in _OPTIONS.items()}
-    opts["resume"] = False
+    opts.update({name: False for name in _FLAGS})
     if getattr(args, "settings", None):
         opts.update(_load_toml(args.settings))
-    for name in list(_OPTIONS) + ["resume"]:
+    for name in list(_OPTIONS) + list(_FLAGS):
         value = getattr(args, name, None)
         if value is not None:
             opts[name] = value
@@ -177,6 +183,7 @@ def cmd_train(args) -> int:
         linear_solve_every=o["linear_solve_every"], pretrain_iters=o["pretrain_iters"],
         log_every=o["log_every"], log_file=o["log"], checkpoint_every=ckpt_every,
         checkpoint=o["checkpoint"], resume=bool(o["resume"]), max_atoms=o["max_atoms"],
+        variable_projection=bool(o["variable_projection"]),
     )
     print(
         f"training: {len(data)} configurations from {o['train']}"

@@ -58,6 +58,7 @@ from mlipress.optim import bfgs
 from mlipress.training.init import initial_params, scaling_search
 from mlipress.training.linear import linear_solve, orthonormalise_radial
 from mlipress.training.precondition import inverse_gauss_newton_diagonal
+from mlipress.training.projection import ProjectedObjective
 
 __all__ = ["TrainSettings", "TrainResult", "train", "to_mtp", "rmse", "CHECKPOINT_VERSION"]
 
@@ -90,6 +91,9 @@ class TrainSettings:
     - ``checkpoint_every``, ``checkpoint``: checkpoint period and path; ``resume``: start from
       ``checkpoint`` if it exists.
     - ``max_atoms``: atoms per evaluation chunk (memory bound).
+    - ``precondition``, ``precondition_probes``: Gauss-Newton diagonal start of BFGS.
+    - ``variable_projection``: optimise the radial part only, with species and moment
+      coefficients solved exactly at every evaluation (:mod:`mlipress.training.projection`).
     """
 
     weights: LossWeights = field(default_factory=LossWeights)
@@ -111,6 +115,7 @@ class TrainSettings:
     max_atoms: int = 2048
     precondition: bool = True
     precondition_probes: int = 4
+    variable_projection: bool = False
 
     def __post_init__(self):
         if not isinstance(self.weights, LossWeights):
@@ -186,11 +191,13 @@ def rmse(mtp: MTP, params: dict, data: TrainingData) -> dict:
     return {"energy_rmse": r(se, ne), "force_rmse": r(sf, nf), "virial_rmse": r(sv, nv)}
 
 
-def _default_optimizer(obj: Objective, settings: "TrainSettings"):
-    """BFGS, by default preconditioned with the inverse Gauss-Newton diagonal (re-estimated at
-    every reset, i.e. after each linear solve): see :mod:`mlipress.training.precondition`."""
+def _default_optimizer(obj: Objective, settings: "TrainSettings", target=None):
+    """BFGS on ``target`` (default ``obj``), by default preconditioned with the inverse
+    Gauss-Newton diagonal of ``obj`` (re-estimated at every reset, i.e. after each linear
+    solve): see :mod:`mlipress.training.precondition`."""
+    target = obj if target is None else target
     h0 = inverse_gauss_newton_diagonal(obj, settings.precondition_probes, settings.seed) if settings.precondition else None
-    return bfgs(obj.value_and_grad, obj.value, precondition=h0)
+    return bfgs(target.value_and_grad, target.value, precondition=h0)
 
 
 # ------------------------------------------------------------------------------------------
@@ -294,7 +301,11 @@ def train(
     data = prepare(train_ds, mtp, s.weights, max_atoms=s.max_atoms)
     valid = prepare(_as_dataset(valid_data), mtp, s.weights, max_atoms=s.max_atoms) if valid_data is not None and len(_as_dataset(valid_data)) else None
     obj = Objective(mtp, data)
-    opt = _default_optimizer(obj, s) if optimizer_factory is None else optimizer_factory(obj.value_and_grad, obj.value)
+    target = ProjectedObjective(obj) if s.variable_projection else obj
+    # the iterate with its linear coefficients (exact ones under variable projection)
+    current = target.complete if s.variable_projection else (lambda p: p)
+    opt = (_default_optimizer(obj, s, target) if optimizer_factory is None
+           else optimizer_factory(target.value_and_grad, target.value))
     penalty_of = lambda p: float(obj._penalty(p))  # noqa: E731 -- the penalty term of f
 
     history: list[dict] = []
@@ -383,7 +394,8 @@ def train(
 
         def record(kind: str) -> dict:
             nonlocal t_phase
-            err = rmse(mtp, state.params, data)
+            params = current(state.params)
+            err = rmse(mtp, params, data)
             rec = {
                 "event": kind, "phase": phase, "iteration": total_iter, "f": state.value,
                 "grad_norm": state.grad_norm, "energy_rmse_meV_per_atom": 1e3 * err["energy_rmse"],
@@ -391,7 +403,7 @@ def train(
                 "n_evals": int(state.n_evals), "elapsed": elapsed(),
             }
             if valid is not None:
-                v = rmse(mtp, state.params, valid)
+                v = rmse(mtp, params, valid)
                 rec["valid_energy_rmse_meV_per_atom"] = 1e3 * v["energy_rmse"]
                 rec["valid_force_rmse_eV_per_A"] = v["force_rmse"]
             return rec
@@ -464,7 +476,7 @@ def train(
             elif phase == "main":
                 phase = "done"
         # a final exact solve, as MLIP ends on one (never increases f)
-        if s.linear_solve_every:
+        if s.linear_solve_every and not s.variable_projection:
             p, f, kind = solve_step(state.params, state.value, orthonormalise=False)
             if kind != "kept":
                 state = opt.reset(state, p)
@@ -482,5 +494,5 @@ def train(
     finally:
         if log_fh is not None:
             log_fh.close()
-    params = state.params
+    params = current(state.params)
     return TrainResult(to_mtp(mtp, params), params, history, state, stop_reason)
