@@ -14,12 +14,17 @@ parse_radial_spec`):
   (``linear_solve_every = 0``) and replaced by :func:`_with_linear_solves`: every
   ``settings.linear_solve_every`` BFGS iterations the species/moment coefficients are solved
   exactly with the factors unchanged, accepted only if ``f`` does not increase, and BFGS is reset.
-  A final plain linear solve follows (as MLIP ends on one).
+  A final plain linear solve follows (as MLIP ends on one). With ``settings.variable_projection``
+  (the default) BFGS moves the factors only and the linear coefficients are exact at every
+  evaluation (:mod:`mlipress.training.projection`).
 - ``rmf:R``: Riemannian BFGS on ``R^{n_xi} x M_r`` (section II.D.2.b, Algorithm 2 of the
   supplementary), through :func:`rmf_objective`, the adapter ``params <-> (xi, X)`` with
   ``xi = [species | moment]`` and ``X = to_matrix(C)`` (the (N_T^2, N_f N_b) unfolding).
 - ``mfra:RMAX``: MF with rank augmentation (Algorithm 1, section II.D.3), paper defaults
   ``r_min = 2``, ``delta_r = 2``, interval ``"auto"`` (4% of ``max_iter``).
+
+R-MF and MFRA optimise the linear coefficients together with ``X`` (the paper's formulation);
+``settings.variable_projection`` does not apply to them.
 
 Starting points (section II.D): a *trained* dense MTP is compressed by truncated SVD of the
 unfolding (MF, R-MF, MFRA at rank ``r_min``) or TT-SVD (TF), the linear coefficients re-solved
@@ -399,9 +404,6 @@ def fit_compressed(mtp: MTP, train_data, spec: RadialSpec | str, settings: Train
                                 radial=params["radial"])
     if spec.kind in ("mf", "tt"):
         return _fit_via_trainer(mtp, train_data, spec, settings, valid_data, out)
-    if settings.variable_projection and spec.kind in ("rmf", "mfra"):
-        raise ValueError(f"variable projection is available for dense, mf and tt fits, not {spec.kind} "
-                         "(its optimiser moves the linear coefficients itself)")
     if spec.kind == "rmf":
         return _fit_rmf(mtp, train_data, spec, settings, valid_data, out)
     if spec.kind == "mfra":

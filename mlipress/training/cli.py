@@ -66,7 +66,7 @@ _OPTIONS: dict[str, tuple[type, object, str]] = {
 _FLAGS = {
     "resume": "continue from --checkpoint if it exists",
     "variable_projection": "species and moment coefficients solved exactly at every evaluation, BFGS on the "
-                           "radial part only (default off)",
+                           "radial part only (default; --no-variable-projection: MLIP's scheme)",
 }
 _PATHS = ("init", "train", "valid", "log", "checkpoint", "output")
 
@@ -123,7 +123,7 @@ def _load_toml(path: str) -> dict:
 def resolve_options(args) -> dict:
     """Defaults < TOML file < command-line flags; returns a plain dict of settings."""
     opts = {name: default for name, (_, default, _) in _OPTIONS.items()}
-    opts.update({name: False for name in _FLAGS})
+    opts.update(resume=False, variable_projection=True)
     if getattr(args, "settings", None):
         opts.update(_load_toml(args.settings))
     for name in list(_OPTIONS) + list(_FLAGS):

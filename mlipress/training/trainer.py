@@ -93,7 +93,9 @@ class TrainSettings:
     - ``max_atoms``: atoms per evaluation chunk (memory bound).
     - ``precondition``, ``precondition_probes``: Gauss-Newton diagonal start of BFGS.
     - ``variable_projection``: optimise the radial part only, with species and moment
-      coefficients solved exactly at every evaluation (:mod:`mlipress.training.projection`).
+      coefficients solved exactly at every evaluation (:mod:`mlipress.training.projection`;
+      default). ``False`` gives MLIP's scheme: BFGS on all coefficients, exact solves every
+      ``linear_solve_every`` iterations.
     """
 
     weights: LossWeights = field(default_factory=LossWeights)
@@ -115,7 +117,7 @@ class TrainSettings:
     max_atoms: int = 2048
     precondition: bool = True
     precondition_probes: int = 4
-    variable_projection: bool = False
+    variable_projection: bool = True
 
     def __post_init__(self):
         if not isinstance(self.weights, LossWeights):
