@@ -151,7 +151,7 @@ def run(args) -> None:
     config = {"train_configs": args.train_configs, "valid_configs": args.valid_configs, "max_iter": args.max_iter,
               "seeds": args.seeds, "levels": args.levels, "sample_seed": args.sample_seed,
               "weights": {"energy": 1.0, "force": 0.01, "stress": 0.0}, "pretrain_iters": 0,
-              "linear_solve_every": 50, "variable_projection": False, "max_atoms": args.max_atoms, "mfra_interval": "auto (4% of max_iter)", "kinds": args.kinds,
+              "linear_solve_every": 50, "variable_projection": True, "max_atoms": args.max_atoms, "mfra_interval": "auto (4% of max_iter)", "kinds": args.kinds,
               "sweep_ranks": args.sweep_ranks}
     if doc and doc.get("config", {}).get("sizes") is not None:
         old = {k: doc["config"].get(k) for k in ("train_configs", "valid_configs", "max_iter", "sample_seed")}
@@ -172,11 +172,10 @@ def run(args) -> None:
     print(f"training {len(train)} configs ({train.natoms} atoms), validation {len(valid)} ({valid.natoms} atoms)",
           flush=True)
     weights = LossWeights(energy=1.0, force=0.01, stress=0.0)
-    # MLIP's scheme (BFGS on all coefficients, solves every 50 iterations) for every model: R-MF and
-    # MFRA move the linear coefficients in their own optimisers, so variable projection for the
-    # others would compare optimisers rather than parametrisations
+    # variable projection (exact linear coefficients at every evaluation) for every model, so that
+    # the study compares radial parametrisations with the same optimiser principle
     settings = TrainSettings(weights=weights, max_iter=args.max_iter, pretrain_iters=0, linear_solve_every=50,
-                             log_every=0, max_atoms=args.max_atoms, variable_projection=False)
+                             log_every=0, max_atoms=args.max_atoms, variable_projection=True)
     mtps = {L: untrained_mtp(L, len(SPECIES), 1.5, 5.0) for L in args.levels}
     prepared = {}
     t_start = time.perf_counter()

@@ -126,19 +126,27 @@ def test_mf_tt_refit_decreases_loss(problem, spec):
     assert res.radial.num_params < trained.radial_coeffs.size
 
 
-def test_rmf_decreases_monotonically(problem):
+@pytest.mark.parametrize("projection", [False, True])
+def test_rmf_decreases_monotonically(problem, projection):
     trained = problem["trained"]
-    s = TrainSettings(max_iter=6, log_every=1, ftol=0.0)
+    s = TrainSettings(max_iter=6, log_every=1, ftol=0.0, variable_projection=projection)
     res = fit_compressed(trained, problem["ds"], "rmf:2", s, out=io.StringIO())
     f = [r["f"] for r in res.history if r["event"] == "progress"]
     assert len(f) >= 3
     assert all(b <= a for a, b in zip(f, f[1:])) and f[-1] < f[0]
     assert res.radial.rank == 2
+    obj = Objective(problem["mtp"], problem["data"])
+    assert obj.value(res.params) == pytest.approx(f[-1], rel=1e-9)
+    if projection:  # the linear coefficients are exact for the final radial part
+        solved, _ = linear_solve(problem["mtp"], res.params, problem["data"])
+        np.testing.assert_allclose(np.asarray(solved["moment"]), np.asarray(res.params["moment"]),
+                                   rtol=1e-6, atol=1e-9)
 
 
-def test_mfra_grows_rank_on_schedule(problem):
+@pytest.mark.parametrize("projection", [False, True])
+def test_mfra_grows_rank_on_schedule(problem, projection):
     trained = problem["trained"]
-    s = TrainSettings(max_iter=6, log_every=0, ftol=0.0)
+    s = TrainSettings(max_iter=6, log_every=0, ftol=0.0, variable_projection=projection)
     res = fit_compressed(trained, problem["ds"], "mfra:6", s, out=io.StringIO(), mfra_interval=2)
     # r_min = 2, delta_r = 2, every 2 iterations, up to r_max = 6 (N_f N_b = 12 >= 6; N_T^2 = 9)
     assert res.rank_history == ((0, 2), (2, 4), (4, 6))

@@ -23,8 +23,11 @@ parse_radial_spec`):
 - ``mfra:RMAX``: MF with rank augmentation (Algorithm 1, section II.D.3), paper defaults
   ``r_min = 2``, ``delta_r = 2``, interval ``"auto"`` (4% of ``max_iter``).
 
-R-MF and MFRA optimise the linear coefficients together with ``X`` (the paper's formulation);
-``settings.variable_projection`` does not apply to them.
+With ``settings.variable_projection`` (the default) every method optimises the radial part
+only, the species and moment coefficients being solved exactly at every evaluation
+(:mod:`mlipress.training.projection`); for R-MF and MFRA the Riemannian variable is then
+``X`` alone (``xi`` gets a zero gradient and is completed exactly). ``False`` gives the paper's
+formulation on ``(xi, X)``.
 
 Starting points (section II.D): a *trained* dense MTP is compressed by truncated SVD of the
 unfolding (MF, R-MF, MFRA at rank ``r_min``) or TT-SVD (TF), the linear coefficients re-solved
@@ -65,6 +68,7 @@ from mlipress.radial import (
 from mlipress.training.precondition import inverse_gauss_newton_diagonal
 from mlipress.training import TrainResult, TrainSettings, linear_solve, rmse, scaling_search, to_mtp, train
 from mlipress.training.init import initial_params
+from mlipress.training.projection import ProjectedObjective
 
 __all__ = [
     "CompressedResult",
@@ -114,7 +118,8 @@ def rmf_objective(obj: Objective, scaling):
 
     ``X`` is the dense unfolding ``Chat = to_matrix(C)`` (N_T^2, N_f N_b), ``xi`` as in
     :func:`join_xi`; the gradients are Euclidean, ``(dL/dxi, dL/dX)`` (the R-BFGS of Algorithm 2
-    projects ``dL/dX`` onto the tangent space of the fixed-rank manifold itself).
+    projects ``dL/dX`` onto the tangent space of the fixed-rank manifold itself). ``obj`` may be
+    a :class:`~mlipress.training.projection.ProjectedObjective` (``dL/dxi = 0``).
     """
     mtp = obj.mtp
     nt = mtp.species_count
@@ -311,10 +316,18 @@ def _loop(opt, x0, to_params, mtp, data, valid, s: TrainSettings, out, on_step=N
     return state, history, stop_reason
 
 
+def _target(obj: Objective, s: TrainSettings):
+    """``(objective to optimise, params -> params with their linear coefficients)``."""
+    if not s.variable_projection:
+        return obj, lambda p: p
+    proj = ProjectedObjective(obj)
+    return proj, proj.complete
+
+
 def _fit_rmf(mtp, train_data, spec, s, valid_data, out) -> CompressedResult:
     data = prepare(_as_dataset(train_data), mtp, s.weights, max_atoms=s.max_atoms)
     valid = _prepare_valid(valid_data, mtp, s)
-    obj = Objective(mtp, data)
+    obj, finish = _target(Objective(mtp, data), s)
     p0 = initial_compressed_params(mtp, data, spec, s)
     nt, scaling = mtp.species_count, p0["scaling"]
     vg, v = rmf_objective(obj, scaling)
@@ -325,7 +338,8 @@ def _fit_rmf(mtp, train_data, spec, s, valid_data, out) -> CompressedResult:
     def to_params(state):
         xi, point = state.params
         sp, mo = split_xi(xi, nt)
-        return {"radial": _point_to_mf(point, mtp.radial_shape), "species": sp, "moment": mo, "scaling": scaling}
+        return finish({"radial": _point_to_mf(point, mtp.radial_shape), "species": sp, "moment": mo,
+                       "scaling": scaling})
 
     state, history, reason = _loop(opt, x0, to_params, mtp, data, valid, s, out)
     params = to_params(state)
@@ -357,7 +371,7 @@ def _prepare_valid(valid_data, mtp, s):
 def _fit_mfra(mtp, train_data, spec, s, valid_data, out, interval="auto") -> CompressedResult:
     data = prepare(_as_dataset(train_data), mtp, s.weights, max_atoms=s.max_atoms)
     valid = _prepare_valid(valid_data, mtp, s)
-    obj = Objective(mtp, data)
+    obj, finish = _target(Objective(mtp, data), s)
     p0 = initial_compressed_params(mtp, data, spec, s)
     nt, scaling, shape = mtp.species_count, p0["scaling"], mtp.radial_shape
     vg, v = rmf_objective(obj, scaling)
@@ -370,8 +384,8 @@ def _fit_mfra(mtp, train_data, spec, s, valid_data, out, interval="auto") -> Com
     def to_params(state):
         p = state.params
         sp, mo = split_xi(p["xi"], nt)
-        return {"radial": MatrixFactorized.checked(p["U"], p["V"], shape), "species": sp, "moment": mo,
-                "scaling": scaling}
+        return finish({"radial": MatrixFactorized.checked(p["U"], p["V"], shape), "species": sp, "moment": mo,
+                       "scaling": scaling})
 
     state, history, reason = _loop(opt, x0, to_params, mtp, data, valid, s, out,
                                    on_step=lambda st: {"rank": int(st.rank)})

@@ -33,6 +33,7 @@ class ProjectedObjective:
 
     def __init__(self, objective: Objective):
         self.objective = objective
+        self.mtp, self.data = objective.mtp, objective.data
         self._cache: list[tuple[bytes, dict, float]] = []
 
     def _key(self, params) -> bytes:
