@@ -9,7 +9,7 @@ The loss is linear least squares in theta = (species, moment) for a fixed radial
 one design matrix + QR, each gradient one more loss+gradient pass at theta*(c). MLIP instead
 moves theta by BFGS and resets it exactly every 50 iterations; on an untrained level-20 Mo fit
 one such solve lowered f by more than the 40 BFGS iterations before it, which is what
-projecting at every evaluation exploits (benchmarks/precondition.py compares the two).
+projecting at every evaluation exploits (benchmarks/training_schemes.py compares the schemes).
 """
 
 from __future__ import annotations
