@@ -244,7 +244,8 @@ def _fit_via_trainer(mtp, train_data, spec, settings, valid_data, out) -> Compre
     start = to_mtp(mtp, params0)
     every = s.linear_solve_every
 
-    h0 = inverse_gauss_newton_diagonal(obj, s.precondition_probes, s.seed) if s.precondition else None
+    h0 = (inverse_gauss_newton_diagonal(obj, s.precondition_probes, s.seed, projected=s.variable_projection)
+          if s.precondition else None)
 
     def factory(value_and_grad, value):
         return _with_linear_solves(bfgs(value_and_grad, value, precondition=h0), radial0, obj, data, every)

@@ -213,20 +213,18 @@ def bfgs(
             if not (np.all(np.isfinite(d)) and gd < -descent_eps * state.grad_norm * np.linalg.norm(d)):
                 H, status = None, "restarted"
         n_vg = n_v = 0
-        while True:
-            if H is None and state.h0 is not None:
-                d = -state.h0 * g
-                alpha0 = 1.0
-            elif H is None:
-                d = -g
-                alpha0 = min(1.0, 1.0 / state.grad_norm)
-            else:
-                alpha0 = 1.0
+        # directions in order: quasi-Newton, preconditioned gradient, plain gradient; the next
+        # one is tried only when the line search finds no decrease along the previous one
+        tries = ([("H", d)] if H is not None else []) + ([("h0", -state.h0 * g)] if state.h0 is not None else [])
+        tries.append(("g", -g))
+        for k, (kind, d) in enumerate(tries):
+            if k > 0:
+                H, status = None, "restarted"
+            alpha0 = min(1.0, 1.0 / state.grad_norm) if kind == "g" else 1.0
             res, (a, b) = search(x, unravel, state.value, g, d, alpha0)
             n_vg, n_v = n_vg + a, n_v + b
-            if res.alpha > 0.0 or H is None:
+            if res.alpha > 0.0:
                 break
-            H, status = None, "restarted"  # retry once along steepest descent
         if res.alpha <= 0.0:
             return state._replace(
                 iteration=it, n_evals=state.n_evals + n_vg + n_v, n_grad_evals=state.n_grad_evals + n_vg,

@@ -198,7 +198,9 @@ def _default_optimizer(obj: Objective, settings: "TrainSettings", target=None):
     Gauss-Newton diagonal of ``obj`` (re-estimated at every reset, i.e. after each linear
     solve): see :mod:`mlipress.training.precondition`."""
     target = obj if target is None else target
-    h0 = inverse_gauss_newton_diagonal(obj, settings.precondition_probes, settings.seed) if settings.precondition else None
+    h0 = (inverse_gauss_newton_diagonal(obj, settings.precondition_probes, settings.seed,
+                                        projected=settings.variable_projection)
+          if settings.precondition else None)
     return bfgs(target.value_and_grad, target.value, precondition=h0)
 
 
