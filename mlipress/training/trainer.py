@@ -2,7 +2,11 @@
 
 REFERENCE.md section 3. :func:`train` minimises the objective of :class:`mlipress.loss.Objective`
 (``f = (1/K) sum_k L_k + penalty P(C)``) over ``{radial, species, moment}`` (``scaling`` is
-fixed between scaling searches; the objective reports a zero gradient for it):
+fixed between scaling searches; the objective reports a zero gradient for it). By default
+(``variable_projection=True``) BFGS moves the radial part only and the species and moment
+coefficients are solved exactly at every evaluation (:mod:`mlipress.training.projection`):
+on an untrained level-20 Mo fit this reached in 10 iterations a lower loss than MLIP's
+scheme (below) in 165. ``variable_projection=False`` is MLIP's scheme:
 
 1. untrained potential: random orthonormal radial functions (``seed``), exact linear solve
    and scaling search (:mod:`mlipress.training.init`), ``pretrain_iters`` BFGS iterations,
