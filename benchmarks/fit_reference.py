@@ -97,8 +97,9 @@ def main() -> None:
     parser.add_argument("--max-configs", type=int, default=0, help="random training subset size (0 = all)")
     parser.add_argument("--max-iter", type=int, default=500)
     parser.add_argument("--max-time", type=float, default=0, help="wall-time limit of the fit in seconds (0 = none)")
-    parser.add_argument("--variable-projection", action="store_true",
-                        help="exact species/moment coefficients at every evaluation (TrainSettings.variable_projection)")
+    parser.add_argument("--variable-projection", action=argparse.BooleanOptionalAction, default=True,
+                        help="exact species/moment coefficients at every evaluation (default; "
+                             "--no-variable-projection: MLIP's scheme)")
     parser.add_argument("--tag", default="", help="suffix of the output names (fit_<target><tag>.*)")
     parser.add_argument("--pretrain-iters", type=int, default=75)
     parser.add_argument("--stress-weight", type=float, default=0.001)
