@@ -115,7 +115,7 @@ def save(path: Path, doc: dict) -> None:
     os.replace(tmp, path)
 
 
-def plan(levels, kinds, seeds, sweep_ranks, sweep_seeds=None):
+def plan(levels, kinds, seeds, sweep_ranks, sweep_seeds=None, first_seed=0):
     """The fits in execution order: level by level; within a level the main models with seeds
     outer (a partial run has every model at fewer seeds rather than some models at none), then
     the MF rank sweep (``sweep_seeds`` seeds, default ``seeds``)."""
@@ -131,7 +131,7 @@ def plan(levels, kinds, seeds, sweep_ranks, sweep_seeds=None):
         for kind in kinds:
             rank = None if kind == "dense" else rank_for_compression(shape, 0.5, "mf" if kind == "mfra" else kind)
             specs.append(("half" if kind != "dense" else "base", make_spec(kind, rank, shape)))
-        for seed in range(seeds):
+        for seed in range(first_seed, seeds):
             jobs += [(level, role, spec, seed) for role, spec in specs]
         half = rank_for_compression(shape, 0.5, "mf")
         for seed in range(sweep_seeds):
@@ -180,7 +180,7 @@ def run(args) -> None:
     prepared = {}
     t_start = time.perf_counter()
     for level, role, spec, seed in plan(args.levels, args.kinds, args.seeds, args.sweep_ranks,
-                                          args.sweep_seeds):
+                                          args.sweep_seeds, args.first_seed):
         if (level, str(spec), seed) in done:
             continue
         if args.budget and time.perf_counter() - t_start > args.budget:
@@ -337,6 +337,8 @@ def main(argv=None) -> None:
     p.add_argument("--sweep-seeds", dest="sweep_seeds", type=int, help="seeds per sweep rank (default --seeds)")
     p.add_argument("--notes", help="markdown file appended to the report (conclusions)")
     p.add_argument("--sample-seed", dest="sample_seed", type=int, default=0)
+    p.add_argument("--first-seed", dest="first_seed", type=int, default=0,
+                   help="main models with seeds first-seed..seeds-1 only (to split a study over processes)")
     p.add_argument("--budget", type=float, default=0, help="stop starting fits after this many seconds (0 = none)")
     p.add_argument("--json", default="compression_study.json")
     p.add_argument("--md", default="compression_study.md")
