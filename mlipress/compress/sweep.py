@@ -33,7 +33,8 @@ __all__ = ["fit_row", "sweep", "aggregate", "choose_ranks", "make_spec", "evalua
            "OPTIMAL_MIN_COMPRESSION"]
 
 #: Row keys that :func:`aggregate` reduces to mean +- sigma.
-METRICS = ("valid_loss", "energy_rmse_meV_per_atom", "force_rmse_eV_per_A", "stress_rmse_GPa", "train_loss")
+METRICS = ("valid_loss", "energy_rmse_meV_per_atom", "force_rmse_eV_per_A", "stress_rmse_GPa", "train_loss",
+           "energy_mae_meV_per_atom", "force_mae_eV_per_A")
 
 #: The paper's threshold (section III.B): an "optimal" rank must remove >= 20% of the radial parameters.
 OPTIMAL_MIN_COMPRESSION = 0.2
