@@ -298,9 +298,10 @@ def report(doc: dict, args) -> None:
             lines += ["", f"![MF rank sweep, level {level}]({png.name})", ""]
         # verdicts: compare each compressed model with the base within 1 sigma, per metric
         if base and base["valid_loss"]["mean"] is not None:
-            extra = [chosen["optimal"]] if chosen.get("optimal") is not None else []
-            for e in [e for e in main if e["kind"] != "dense"] + extra:
-                name = LABEL[e["kind"]] if e not in extra else f"MF optimal (r={e['rank']})"
+            named = [(LABEL[e["kind"]], e) for e in main if e["kind"] != "dense"]
+            if chosen.get("optimal") is not None:
+                named.append((f"MF optimal (r={chosen['optimal']['rank']})", chosen["optimal"]))
+            for name, e in named:
                 for metric in VERDICT_METRICS:
                     v, b = e[metric], base[metric]
                     if v["mean"] is None or b["mean"] is None:
