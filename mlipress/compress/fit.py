@@ -65,10 +65,10 @@ from mlipress.radial import (
     parse_radial_spec,
     to_matrix,
 )
-from mlipress.training.precondition import inverse_gauss_newton_diagonal
 from mlipress.training import TrainResult, TrainSettings, linear_solve, rmse, scaling_search, to_mtp, train
 from mlipress.training.init import initial_params
-from mlipress.training.projection import ProjectedObjective
+from mlipress.training.projection import optimisation_target
+from mlipress.training.trainer import preconditioner
 
 __all__ = [
     "CompressedResult",
@@ -244,8 +244,7 @@ def _fit_via_trainer(mtp, train_data, spec, settings, valid_data, out) -> Compre
     start = to_mtp(mtp, params0)
     every = s.linear_solve_every
 
-    h0 = (inverse_gauss_newton_diagonal(obj, s.precondition_probes, s.seed, projected=s.variable_projection)
-          if s.precondition else None)
+    h0 = preconditioner(obj, s)
 
     def factory(value_and_grad, value):
         return _with_linear_solves(bfgs(value_and_grad, value, precondition=h0), radial0, obj, data, every)
@@ -317,18 +316,10 @@ def _loop(opt, x0, to_params, mtp, data, valid, s: TrainSettings, out, on_step=N
     return state, history, stop_reason
 
 
-def _target(obj: Objective, s: TrainSettings):
-    """``(objective to optimise, params -> params with their linear coefficients)``."""
-    if not s.variable_projection:
-        return obj, lambda p: p
-    proj = ProjectedObjective(obj)
-    return proj, proj.complete
-
-
 def _fit_rmf(mtp, train_data, spec, s, valid_data, out) -> CompressedResult:
     data = prepare(_as_dataset(train_data), mtp, s.weights, max_atoms=s.max_atoms)
     valid = _prepare_valid(valid_data, mtp, s)
-    obj, finish = _target(Objective(mtp, data), s)
+    obj, finish = optimisation_target(Objective(mtp, data), s.variable_projection)
     p0 = initial_compressed_params(mtp, data, spec, s)
     nt, scaling = mtp.species_count, p0["scaling"]
     vg, v = rmf_objective(obj, scaling)
@@ -372,7 +363,7 @@ def _prepare_valid(valid_data, mtp, s):
 def _fit_mfra(mtp, train_data, spec, s, valid_data, out, interval="auto") -> CompressedResult:
     data = prepare(_as_dataset(train_data), mtp, s.weights, max_atoms=s.max_atoms)
     valid = _prepare_valid(valid_data, mtp, s)
-    obj, finish = _target(Objective(mtp, data), s)
+    obj, finish = optimisation_target(Objective(mtp, data), s.variable_projection)
     p0 = initial_compressed_params(mtp, data, spec, s)
     nt, scaling, shape = mtp.species_count, p0["scaling"], mtp.radial_shape
     vg, v = rmf_objective(obj, scaling)

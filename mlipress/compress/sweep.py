@@ -85,16 +85,18 @@ def evaluate_params(mtp, params, valid, weights, max_atoms: int = 2048, prepared
     data = prepared if prepared is not None else prepare(valid, mtp, weights, max_atoms=max_atoms)
     loss = Objective(mtp, data, weights).value(params_from_mtp(dense_mtp))
     rep = error_report(valid.configurations, predict_dataset(dense_mtp, valid).configurations)
-    get = lambda key, scale: None if rep[key]["rmse"] is None else rep[key]["rmse"] * scale
+    def get(key, stat="rmse", scale=1.0):
+        return None if rep[key][stat] is None else rep[key][stat] * scale
+
     return {
         "valid_loss": float(loss),
-        "energy_rmse_meV_per_atom": get("energy_per_atom_eV", 1e3),
-        "force_rmse_eV_per_A": get("forces_eV_per_A", 1.0),
-        "stress_rmse_GPa": get("stress_GPa", 1.0),
-        "energy_mae_meV_per_atom": rep["energy_per_atom_eV"]["mae"] and rep["energy_per_atom_eV"]["mae"] * 1e3,
-        "energy_max_meV_per_atom": rep["energy_per_atom_eV"]["max"] and rep["energy_per_atom_eV"]["max"] * 1e3,
-        "force_mae_eV_per_A": rep["forces_eV_per_A"]["mae"],
-        "force_max_eV_per_A": rep["forces_eV_per_A"]["max"],
+        "energy_rmse_meV_per_atom": get("energy_per_atom_eV", scale=1e3),
+        "force_rmse_eV_per_A": get("forces_eV_per_A"),
+        "stress_rmse_GPa": get("stress_GPa"),
+        "energy_mae_meV_per_atom": get("energy_per_atom_eV", "mae", 1e3),
+        "energy_max_meV_per_atom": get("energy_per_atom_eV", "max", 1e3),
+        "force_mae_eV_per_A": get("forces_eV_per_A", "mae"),
+        "force_max_eV_per_A": get("forces_eV_per_A", "max"),
     }
 
 

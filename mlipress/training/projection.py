@@ -21,7 +21,7 @@ import numpy as np
 from mlipress.loss import Objective
 from mlipress.training.linear import linear_solve
 
-__all__ = ["ProjectedObjective"]
+__all__ = ["ProjectedObjective", "optimisation_target"]
 
 LINEAR = ("species", "moment")
 
@@ -62,3 +62,11 @@ class ProjectedObjective:
         f, g = self.objective.value_and_grad(p)
         return f, {**g, **{k: jnp.zeros_like(g[k]) for k in LINEAR}}
 
+
+def optimisation_target(objective: Objective, variable_projection: bool):
+    """``(what the optimiser minimises, params -> params with their linear coefficients)``:
+    ``objective`` and the identity, or its :class:`ProjectedObjective` and ``complete``."""
+    if not variable_projection:
+        return objective, lambda p: p
+    proj = ProjectedObjective(objective)
+    return proj, proj.complete

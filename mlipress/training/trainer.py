@@ -62,7 +62,7 @@ from mlipress.optim import bfgs
 from mlipress.training.init import initial_params, scaling_search
 from mlipress.training.linear import linear_solve, orthonormalise_radial
 from mlipress.training.precondition import inverse_gauss_newton_diagonal
-from mlipress.training.projection import ProjectedObjective
+from mlipress.training.projection import optimisation_target
 
 __all__ = ["TrainSettings", "TrainResult", "train", "to_mtp", "rmse", "CHECKPOINT_VERSION"]
 
@@ -197,15 +197,15 @@ def rmse(mtp: MTP, params: dict, data: TrainingData) -> dict:
     return {"energy_rmse": r(se, ne), "force_rmse": r(sf, nf), "virial_rmse": r(sv, nv)}
 
 
-def _default_optimizer(obj: Objective, settings: "TrainSettings", target=None):
-    """BFGS on ``target`` (default ``obj``), by default preconditioned with the inverse
-    Gauss-Newton diagonal of ``obj`` (re-estimated at every reset, i.e. after each linear
-    solve): see :mod:`mlipress.training.precondition`."""
-    target = obj if target is None else target
-    h0 = (inverse_gauss_newton_diagonal(obj, settings.precondition_probes, settings.seed,
-                                        projected=settings.variable_projection)
-          if settings.precondition else None)
-    return bfgs(target.value_and_grad, target.value, precondition=h0)
+def preconditioner(obj: Objective, settings: "TrainSettings"):
+    """The ``precondition`` argument of :func:`mlipress.optim.bfgs` for these settings: the
+    inverse Gauss-Newton diagonal of ``obj`` (reduced under variable projection), re-estimated
+    at every reset, i.e. after each linear solve (:mod:`mlipress.training.precondition`); None
+    when ``settings.precondition`` is off."""
+    if not settings.precondition:
+        return None
+    return inverse_gauss_newton_diagonal(obj, settings.precondition_probes, settings.seed,
+                                         projected=settings.variable_projection)
 
 
 # ------------------------------------------------------------------------------------------
@@ -309,10 +309,9 @@ def train(
     data = prepare(train_ds, mtp, s.weights, max_atoms=s.max_atoms)
     valid = prepare(_as_dataset(valid_data), mtp, s.weights, max_atoms=s.max_atoms) if valid_data is not None and len(_as_dataset(valid_data)) else None
     obj = Objective(mtp, data)
-    target = ProjectedObjective(obj) if s.variable_projection else obj
-    # the iterate with its linear coefficients (exact ones under variable projection)
-    current = target.complete if s.variable_projection else (lambda p: p)
-    opt = (_default_optimizer(obj, s, target) if optimizer_factory is None
+    # current(params): the iterate with its linear coefficients (exact under variable projection)
+    target, current = optimisation_target(obj, s.variable_projection)
+    opt = (bfgs(target.value_and_grad, target.value, precondition=preconditioner(obj, s)) if optimizer_factory is None
            else optimizer_factory(target.value_and_grad, target.value))
     penalty_of = lambda p: float(obj._penalty(p))  # noqa: E731 -- the penalty term of f
 
