@@ -150,7 +150,7 @@ def run(args) -> None:
 
     out = RESULTS / args.json
     doc = json.loads(out.read_text()) if out.exists() and not args.fresh else {}
-    config = {"train_configs": args.train_configs, "valid_configs": args.valid_configs, "max_iter": args.max_iter,
+    config = {"command": " ".join(sys.argv), "train_configs": args.train_configs, "valid_configs": args.valid_configs, "max_iter": args.max_iter,
               "seeds": args.seeds, "levels": args.levels, "sample_seed": args.sample_seed,
               "weights": {"energy": 1.0, "force": 0.01, "stress": 0.0}, "pretrain_iters": 0,
               "linear_solve_every": 50, "variable_projection": True, "max_atoms": args.max_atoms, "mfra_interval": "auto (4% of max_iter)", "kinds": args.kinds,

@@ -23,6 +23,7 @@ from _common import pin_one_core  # noqa: E402
 pin_one_core()
 
 import argparse  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import jax  # noqa: E402
@@ -102,7 +103,8 @@ def main() -> None:
         dd = f"{row['max_relative_difference']:12.1e}" if "max_relative_difference" in row else f"{'-':>12}"
         print(f"{level:5d} {row['basis_functions']:4d} {best:9.2f} {row['design_us_per_atom']:8.0f} "
               f"{solve:8.2f} {ref_s} {sp} {dd} {first:9.1f}", flush=True)
-    out = write_result("linear_solve.json", {"benchmark": "linear_solve", "data": "cubic/train21.cfg",
+    out = write_result("linear_solve.json", {"benchmark": "linear_solve", "command": " ".join(sys.argv),
+                                             "data": "cubic/train21.cfg",
                                              "rows": rows, "machine": machine()})
     print(f"wrote {out}")
 
