@@ -172,6 +172,27 @@ def test_strong_wolfe_conditions_hold():
         assert res.n_evals <= 12
 
 
+def test_strong_wolfe_accepts_a_step_hidden_in_the_rounding_of_f():
+    # Near a minimiser the decrease of f is below one ulp of f while the slope is still exact
+    # (the cause of issue 16: BFGS on a quadratic "failed" at |g| ~ 1e-8). phi is the quadratic
+    # s (a - 1)^2 / 2 with s = 1e-20 on top of f = 0.3: every value rounds to 0.3 or one ulp
+    # above it, the derivative s (a - 1) does not.
+    s, base = 1e-20, 0.3
+    ulp = np.spacing(base)
+
+    def fdf(a):
+        return base + (ulp if a != 0.0 else 0.0), s * (a - 1.0), a
+
+    res = strong_wolfe(fdf, base, -s, 1.0)
+    assert res.success and res.alpha == 1.0 and res.derivative == 0.0
+    # without the approximate-Wolfe test the same search finds no acceptable point
+    res = strong_wolfe(fdf, base, -s, 1.0, f_noise=0.0)
+    assert not res.success and res.alpha == 0.0
+    # a genuine rise above the noise level is still rejected
+    res = strong_wolfe(lambda a: (base + 1e-6 * a, s * (a - 1.0), a), base, -s, 1.0)
+    assert res.alpha == 0.0
+
+
 def test_armijo_and_doubling_halving():
     phi = lambda a: ((a - 10.0) ** 2, None)  # noqa: E731
     res = armijo_backtracking(phi, 100.0, -20.0, 64.0)

@@ -108,10 +108,21 @@ def strong_wolfe(
     c2: float = 0.9,
     max_evals: int = 20,
     alpha_max: float = 1e10,
+    f_noise: float = 1e-10,
 ) -> LineSearchResult:
     """Strong-Wolfe line search (Nocedal & Wright Alg. 3.5 / 3.6, own implementation).
 
     Finds alpha > 0 with ``phi(alpha) <= f0 + c1 alpha df0`` and ``|phi'(alpha)| <= c2 |df0|``.
+
+    Close to a minimiser the decrease ``c1 alpha df0`` the sufficient-decrease test asks for falls
+    below the rounding error of ``phi`` itself (for a quadratic, f - f* ~ |g|^2 / 2 lambda: at
+    |g| ~ 1e-8 that is ~1e-17, less than one ulp of f ~ 0.3), while the derivative is still
+    accurate to ~1e-15. There the search would fail at a point that is not converged. As in
+    Hager & Zhang's CG_DESCENT (SIAM J. Optim. 16, 2005), a trial is also accepted under the
+    *approximate* Wolfe condition: ``phi(alpha) <= f0 + f_noise |f0|`` (no rise beyond the
+    noise level of f) and ``|phi'(alpha)| <= c2 |df0|``; for a quadratic the derivative
+    condition implies the decrease that the values can no longer resolve. ``f_noise = 0``
+    switches this off.
 
     Args:
       fdf: ``alpha -> (phi(alpha), phi'(alpha), payload)``.
@@ -133,6 +144,9 @@ def strong_wolfe(
     def armijo(alpha, f):
         return _finite(f) and f <= f0 + c1 * alpha * df0
 
+    def approximate_wolfe(f, d):
+        return _finite(f) and _finite(d) and f <= f0 + f_noise * abs(f0) and abs(d) <= -c2 * df0
+
     def zoom(lo, hi, n):
         # invariant: lo satisfies sufficient decrease with the lowest value seen;
         # (hi - lo) * phi'(lo) < 0, so a minimiser lies between them.
@@ -152,6 +166,8 @@ def strong_wolfe(
                 x = 0.5 * (a_lo + a_hi) if x is None else min(max(x, lo_b + 0.1 * width), hi_b - 0.1 * width)
             f, d, pl = fdf(x)
             n += 1
+            if approximate_wolfe(f, d):
+                return LineSearchResult(x, f, pl, n, True, d)
             if not armijo(x, f) or f >= f_lo:
                 hi = (x, f, d, pl)
             else:
@@ -168,6 +184,8 @@ def strong_wolfe(
         f, d, pl = fdf(a)
         n += 1
         cur = (a, f, d, pl)
+        if approximate_wolfe(f, d):
+            return LineSearchResult(a, f, pl, n, True, d)
         if not armijo(a, f) or (not first and f >= prev[1]):
             return zoom(lo, cur, n)
         lo = cur
