@@ -43,8 +43,8 @@ def run_demo(directory: Path, quick: bool = False) -> int:
     print(f"{counts['total']} parameters ({counts['radial']} radial, {counts['moment']} moment, {counts['species']} species)")
     print(f"  same as: mlipress init --level {level} --species {','.join(species)} --min-dist 2.0 --cutoff 5.0 -o untrained.mtp")
 
-    _step(f"3. training ({max_iter} BFGS iterations after MLIP-2's pre-training)")
-    settings = TrainSettings(max_iter=max_iter, pretrain_iters=30 if quick else 75, log_every=20 if quick else 50,
+    _step(f"3. training ({max_iter} BFGS iterations on the radial part, linear coefficients solved exactly)")
+    settings = TrainSettings(max_iter=max_iter, log_every=20 if quick else 50,
                              log_file=str(directory / "train.log.jsonl"))
     result = train(untrained, train_set, settings, valid_data=valid_set)
     write_mtp(result.mtp, directory / "trained.mtp")

@@ -3,6 +3,7 @@ factored files, dense export and the ``mlipress compress`` command, on a tiny pr
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import jax
@@ -214,3 +215,12 @@ def test_cli_compress_end_to_end(problem, tmp_path, capsys):
     # evaluate reads the dense export
     pred = tmp_path / "pred.cfg"
     assert main(["evaluate", str(out), str(data), str(pred), "--species", ",".join(problem["species"])]) == 0
+
+
+@pytest.mark.parametrize("spec", ["dense", "mf:2", "tt:2,2,2", "rmf:2", "mfra:4"])
+def test_max_iter_is_the_number_of_iterations(problem, spec):
+    # what `compress --max-iter` and `sweep --max-iter` pass down: N iterations, no more, no fewer
+    s = dataclasses.replace(SETTINGS, max_iter=5, log_every=1, gtol=0.0)
+    res = fit_compressed(problem["trained"], problem["ds"], spec, s, out=io.StringIO())
+    iters = [r["iteration"] for r in res.history if r["event"] == "progress"]
+    assert iters == [1, 2, 3, 4, 5], spec

@@ -36,8 +36,26 @@ def test_toml_settings_with_flag_override(data_file, tmp_path, capsys):
     mtp = read_mtp(pot)
     assert mtp.trained and mtp.species_count == 3
     records = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
-    assert max(r["iteration"] for r in records if r["event"] == "progress") == 2 + 3
+    # --max-iter counts every iteration, the 2 pre-training ones of the TOML file included
+    assert max(r["iteration"] for r in records if r["event"] == "progress") == 3
     assert main(["evaluate", str(pot), str(data_file), str(tmp_path / "pred.cfg")]) == 0
+
+
+@pytest.mark.parametrize("scheme", [[], ["--no-variable-projection"],
+                                    ["--no-variable-projection", "--pretrain-iters", "3"]])
+def test_max_iter_is_the_number_of_iterations(data_file, tmp_path, capsys, scheme):
+    log = tmp_path / "train.jsonl"
+    assert main(["train", "--level", "4", "--train", str(data_file), "--species", "Cu,Ag,Au", "--max-iter", "5",
+                 "--ftol", "0", "--gtol", "0", "--log-every", "1", "--log", str(log), *scheme,
+                 "-o", str(tmp_path / "t.mtp")]) == 0
+    out = capsys.readouterr().out
+    iters = [r["iteration"] for r in map(json.loads, log.read_text().splitlines()) if r["event"] == "progress"]
+    assert iters == [1, 2, 3, 4, 5]
+    # the first progress line says what will run: MLIP's scheme pre-trains (75 by default,
+    # capped by --max-iter), variable projection does not
+    n_pre = 3 if "3" in scheme else (5 if scheme else 0)
+    expected = "at most 5 iterations" + (f" ({n_pre} pre-training, then {5 - n_pre} main)" if n_pre else "")
+    assert expected + "\n" in out
 
 
 def test_flags_write_readable_mtp(data_file, tmp_path):

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--base", action="store_true", help="also fit the base (dense) MTP with the same seeds")
     p.add_argument("--max-iter", dest="max_iter", type=int, default=500, help="iterations per fit (default 500)")
     p.add_argument("--pretrain-iters", dest="pretrain_iters", type=int, default=0,
-                   help="pre-training iterations of the base MTP (default 0: same budget as compressed fits)")
+                   help="pre-training iterations of the base MTP, counted in --max-iter (default 0: same budget as compressed fits)")
     p.add_argument("--energy-weight", dest="energy_weight", type=float, default=1.0)
     p.add_argument("--force-weight", dest="force_weight", type=float, default=0.01)
     p.add_argument("--stress-weight", dest="stress_weight", type=float, default=0.0, help="w_S (default 0, as the paper)")

@@ -46,9 +46,10 @@ _OPTIONS: dict[str, tuple[type, object, str]] = {
     "weighting": (str, "vibrations", "vibrations | molecules | structures (default vibrations)"),
     "scale_by_force": (float, 0.0, "s > 0: force weight w_F s/(|F|^2+s) (default 0, off)"),
     "penalty": (float, 1e-9, "radial orthonormality penalty (MLIP-2 1e-9, MLIP-3 1e-6)"),
-    "max_iter": (int, 1000, "BFGS iterations of the main phase (default 1000)"),
+    "max_iter": (int, 1000, "optimiser iterations in total, pre-training included (default 1000)"),
     "max_time": (float, 0.0, "stop after this many seconds of wall time (default 0 = no limit)"),
-    "pretrain_iters": (int, 75, "pre-training iterations of an untrained potential (default 75)"),
+    "pretrain_iters": (int, None, "pre-training iterations of an untrained potential, counted in --max-iter "
+                       "(default: 0 with variable projection, MLIP's 75 with --no-variable-projection)"),
     "linear_solve_every": (int, 50, "orthonormalise + exact linear solve period (default 50, 0 = never)"),
     "gtol": (float, 1e-10, "stop when |grad| <= gtol"),
     "ftol": (float, 1e-9, "stop when f decreased by < ftol relative over 50 iterations (0 = off)"),

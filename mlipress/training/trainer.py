@@ -9,9 +9,9 @@ on an untrained level-20 Mo fit this reached in 10 iterations a lower loss than 
 scheme (below) in 165. ``variable_projection=False`` is MLIP's scheme:
 
 1. untrained potential: random orthonormal radial functions (``seed``), exact linear solve
-   and scaling search (:mod:`mlipress.training.init`), ``pretrain_iters`` BFGS iterations,
-   then the scaling search again;
-2. main phase: up to ``max_iter`` optimiser iterations; every ``linear_solve_every``
+   and scaling search (:mod:`mlipress.training.init`), ``pretrain_iters`` BFGS iterations
+   (75, MLIP's number), then the scaling search again;
+2. main phase: the rest of the ``max_iter`` optimiser iterations; every ``linear_solve_every``
    iterations the radial functions are orthonormalised and species + moment coefficients
    solved exactly (:mod:`mlipress.training.linear`), and the optimiser is reset (its
    curvature belongs to the old point). Unlike MLIP, the orthonormalised candidate is kept
@@ -75,7 +75,9 @@ class TrainSettings:
 
     - ``weights``: :class:`mlipress.loss.LossWeights` (w_E, w_F, w_S, weighting,
       scale_by_force, penalty).
-    - ``max_iter``: iterations of the main phase (MLIP ``--max-iter``).
+    - ``max_iter``: optimiser iterations in total, pre-training included: ``max_iter=30``
+      runs 30 iterations (MLIP's ``--max-iter`` counts only the main phase; a user who asks
+      for 30 expects 30).
     - ``max_time``: stop after this many seconds of wall time, pre-training included and
       resumed runs counting their earlier time (0: no limit).
     - ``gtol``: stop when the gradient norm is <= gtol.
@@ -83,7 +85,10 @@ class TrainSettings:
       ``ftol_window`` iterations (0 disables).
     - ``seed``: random radial coefficients of an untrained potential.
     - ``linear_solve_every``: orthonormalise + exact linear solve period (0: never).
-    - ``pretrain_iters``: BFGS iterations before the second scaling search (untrained only).
+    - ``pretrain_iters``: BFGS iterations before the second scaling search (untrained only),
+      part of ``max_iter``. None (default): 75 (MLIP's) for MLIP's scheme, 0 under variable
+      projection, where the linear coefficients are exact at every evaluation, so the scaling
+      search that pre-training prepares is a single exact solve that changes nothing.
     - ``scaling_grid``, ``scaling_refine``: see :func:`mlipress.training.init.scaling_search`.
       The default is a single exact solve at scaling 1, not MLIP's search: every radial function
       carries the scaling, so a basis function built from k moments scales as s^k; the exact
@@ -110,7 +115,7 @@ class TrainSettings:
     ftol_window: int = 50
     seed: int = 0
     linear_solve_every: int = 50
-    pretrain_iters: int = 75
+    pretrain_iters: int | None = None
     scaling_grid: tuple[float, ...] = (0.0,)
     scaling_refine: int = 0
     log_every: int = 10
@@ -129,6 +134,8 @@ class TrainSettings:
         for name in ("max_iter", "ftol_window", "seed", "linear_solve_every", "pretrain_iters",
                      "scaling_refine", "log_every", "checkpoint_every", "max_atoms"):
             v = getattr(self, name)
+            if v is None and name == "pretrain_iters":
+                continue
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
         if self.max_atoms < 1:
@@ -144,6 +151,13 @@ class TrainSettings:
             raise ValueError("checkpoint_every > 0 needs a checkpoint path")
         if self.resume and not self.checkpoint:
             raise ValueError("resume=True needs a checkpoint path")
+
+    @property
+    def pretrain_count(self) -> int:
+        """Pre-training iterations of an untrained potential, at most ``max_iter``
+        (``pretrain_iters``, or its scheme-dependent default when None)."""
+        n = self.pretrain_iters if self.pretrain_iters is not None else (0 if self.variable_projection else 75)
+        return min(n, self.max_iter)
 
 
 @dataclass(frozen=True, eq=False)
@@ -380,7 +394,7 @@ def train(
             else:
                 params = initial_params(mtp, s.seed)
                 params, loss, _ = scaling_search(mtp, params, data, s.scaling_grid, s.scaling_refine)
-                phase = "pretrain" if s.pretrain_iters > 0 else "main"
+                phase = "pretrain" if s.pretrain_count > 0 else "main"
                 say(
                     f"untrained potential: random orthonormal radial part (seed {s.seed}), linear solve, "
                     f"scaling {float(params['scaling']):.4g}, f = {loss + penalty_of(params):.6g}"
@@ -390,9 +404,11 @@ def train(
             state = opt.init(params)
 
         n_params = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(state.params))
+        n_pre = s.pretrain_count if phase == "pretrain" else 0
         say(
             f"{data.n_configs} configurations ({data.n_atoms} atoms), {n_params} parameters, "
-            f"max {s.max_iter} iterations" + (f" after {s.pretrain_iters} pre-training" if phase == "pretrain" else "")
+            f"at most {s.max_iter} iterations"
+            + (f" ({n_pre} pre-training, then {s.max_iter - n_pre} main)" if n_pre else "")
         )
 
         recent: list[float] = recent_restored if resumed else [state.value]
@@ -415,15 +431,15 @@ def train(
                 rec["valid_force_rmse_eV_per_A"] = v["force_rmse"]
             return rec
 
-        def progress(rec: dict, limit: int) -> None:
+        def progress(rec: dict) -> None:
             done = phase_iter - it_phase0
             rate = (time.perf_counter() - t_phase) / done if done > 0 else float("nan")
-            eta = rate * (limit - phase_iter) if done > 0 else float("nan")
+            eta = rate * (s.max_iter - total_iter) if done > 0 else float("nan")
             extra = ""
             if "valid_energy_rmse_meV_per_atom" in rec:
                 extra = f"  valid E {rec['valid_energy_rmse_meV_per_atom']:8.3f} F {rec['valid_force_rmse_eV_per_A']:.4f}"
             say(
-                f"{phase[:5]:5s} {phase_iter:6d}/{limit:<6d} f {rec['f']:.6e}  E {rec['energy_rmse_meV_per_atom']:9.3f} meV/atom"
+                f"{phase[:5]:5s} {total_iter:6d}/{s.max_iter:<6d} f {rec['f']:.6e}  E {rec['energy_rmse_meV_per_atom']:9.3f} meV/atom"
                 f"  F {rec['force_rmse_eV_per_A']:.4f} eV/A{extra}  |g| {rec['grad_norm']:.2e}"
                 f"  {_fmt_time(rec['elapsed'])} elapsed, ETA {_fmt_time(eta)}"
             )
@@ -435,8 +451,9 @@ def train(
             _save_checkpoint(ckpt, state, header)
 
         while phase in ("pretrain", "main"):
-            limit = s.pretrain_iters if phase == "pretrain" else s.max_iter
-            stop_reason = f"max_iter ({limit})" if phase == "main" else ""
+            # iterations are counted in total: pre-training takes its share of max_iter
+            limit = s.pretrain_count if phase == "pretrain" else s.max_iter - (total_iter - phase_iter)
+            stop_reason = f"max_iter ({s.max_iter})"
             while phase_iter < limit:
                 state = opt.step(state)
                 phase_iter += 1
@@ -463,7 +480,7 @@ def train(
                     stop, stop_reason = True, f"time limit ({s.max_time:g} s)"
                 if s.log_every and (phase_iter % s.log_every == 0 or last or stop):
                     rec = record("progress")
-                    progress(rec, limit)
+                    progress(rec)
                     if emit(rec):
                         stop, stop_reason = True, "callback"
                 if ckpt is not None and s.checkpoint_every and total_iter % s.checkpoint_every == 0:
@@ -471,7 +488,9 @@ def train(
                 if stop:
                     phase = "done"
                     break
-            if phase == "pretrain":
+            if phase == "pretrain" and total_iter >= s.max_iter:
+                phase = "done"
+            elif phase == "pretrain":
                 params, loss, _ = scaling_search(mtp, state.params, data, s.scaling_grid, s.scaling_refine)
                 phase, phase_iter = "main", 0
                 state = opt.reset(state, params)
