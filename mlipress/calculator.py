@@ -48,8 +48,8 @@ class MTPCalculator(Calculator):
 
         self.mtp: MTP = read_mtp(potential) if isinstance(potential, (str, Path)) else potential
         self.species = parse_species(species)
-        if self.species is not None and len(self.species) != self.mtp.species_count:
-            raise ValueError(f"species {self.species} has {len(self.species)} entries, the potential {self.mtp.species_count}")
+        if self.species is not None and len(self.species) != self.mtp.n_species:
+            raise ValueError(f"species {self.species} has {len(self.species)} entries, the potential {self.mtp.n_species}")
         self.params = params_from_mtp(self.mtp) if params is None else params
         self._efs = jitted_efs(self.mtp)
         self._pad = (0, 0)
@@ -62,7 +62,7 @@ class MTPCalculator(Calculator):
             raise ValueError("mixed periodic boundary conditions are not supported; use all-periodic or none")
         config = Configuration(
             atoms.positions,
-            types_of(atoms, self.species, self.mtp.species_count),
+            types_of(atoms, self.species, self.mtp.n_species),
             np.array(atoms.cell) if pbc.all() else None,
         )
         batch = self._batch(config)

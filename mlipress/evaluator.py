@@ -5,10 +5,10 @@ paper) in the package; the calculator, the error reports and the training losses
 the factories below. In the style of jax-md, factories take a model description and return
 pure functions of ``(params, batch)``:
 
-- ``params`` is a dict pytree ``{"radial", "species", "moment", "scaling"}``; ``radial`` is
-  either the dense tensor C (N_T, N_T, N_f, R) or any radial parametrisation with a
-  ``radial_values(Q, zi, zj)`` method (see :mod:`mlipress.radial`), so compressed models run
-  through exactly the same code.
+- ``params`` is an :class:`~mlipress.model.MTPParams` pytree (``radial``, ``species``,
+  ``moment``, ``scaling``); ``radial`` is any radial parametrisation of :mod:`mlipress.radial`
+  (dense or low-rank), all contracted by their ``radial_values(Q, zi, zj)``, so compressed
+  models run through exactly the same code.
 - ``batch`` is a :class:`mlipress.neighbors.NeighborBatch`.
 
 Products of moments (``alpha_index_times``) are grouped into dependency stages: stage s holds
@@ -147,22 +147,10 @@ def _pair_geometry(vectors, mask):
 
 
 def radial_values(radial, Q, zi, zj):
-    """f_mu for every pair: Q (..., R), zi/zj (...) -> (..., N_f), dense or factored radial.
-
-    The dense path contracts a one-hot of the species pair with C instead of gathering
-    C[zi, zj] per pair: the gather's transpose is a serial scatter on CPU, which made the
-    force pass ten times slower than the energy.
-    """
-    if hasattr(radial, "radial_values"):
-        lead = Q.shape[:-1]
-        f = radial.radial_values(Q.reshape(-1, Q.shape[-1]), zi.reshape(-1), zj.reshape(-1))
-        return f.reshape(*lead, -1)
-    nt, _, nf, nb = radial.shape
-    if nt == 1:
-        return Q @ radial[0, 0].T
-    pair = jax.nn.one_hot(zi * nt + zj, nt * nt, dtype=Q.dtype)
-    weighted = (pair[..., :, None] * Q[..., None, :]).reshape(*Q.shape[:-1], nt * nt * nb)
-    return weighted @ jnp.transpose(radial, (0, 1, 3, 2)).reshape(nt * nt * nb, nf)
+    """f_mu for every pair: Q (..., R), zi/zj (...) -> (..., N_f), for any parametrisation."""
+    lead = Q.shape[:-1]
+    f = radial.radial_values(Q.reshape(-1, Q.shape[-1]), zi.reshape(-1), zj.reshape(-1))
+    return f.reshape(*lead, -1)
 
 
 def _monomials(u, exponents):
@@ -201,9 +189,9 @@ def make_moments_fn(mtp: MTP):
     def basic_moments(params, vectors, mask, types_i, types_j, reduce=True):
         """(n_basic, A) moments, or with ``reduce=False`` the (n_basic, A, K) per-pair terms."""
         r, u = _pair_geometry(vectors, mask)
-        Q = chebyshev_radial_basis(r, rb, params["scaling"])
+        Q = chebyshev_radial_basis(r, rb, params.scaling)
         zi = jnp.broadcast_to(types_i[:, None], types_j.shape)
-        f = radial_values(params["radial"], Q, zi, types_j) * mask[..., None]
+        f = radial_values(params.radial, Q, zi, types_j) * mask[..., None]
         mono = _monomials(u, plan.monomials)
         # One fused multiply-and-reduce per basic moment: XLA recomputes the monomial inside
         # the reduction instead of materialising (A, K) temporaries, which made the pass
@@ -240,7 +228,7 @@ def make_site_energy_fn(mtp: MTP):
 
     def site_energies(params, batch: NeighborBatch) -> jax.Array:
         M = moments(params, batch)
-        V = params["species"][batch.types_i] + params["moment"] @ M[mapping]
+        V = params.species[batch.types_i] + params.moment @ M[mapping]
         return jnp.where(batch.config_index < batch.n_configs, V, 0.0)
 
     return site_energies
@@ -281,42 +269,34 @@ def _rest(batch: NeighborBatch):
     return batch.types_i, batch.types_j, batch.index_j, batch.mask, batch.config_index
 
 
-def params_from_mtp(mtp: MTP) -> dict:
-    """The parameter pytree of a trained MTP (dense radial tensor)."""
-    if not mtp.trained:
-        raise ValueError("the potential is untrained (no radial/moment coefficients)")
-    species = mtp.species_coeffs if mtp.species_coeffs is not None else np.zeros(mtp.species_count)
-    return {
-        "radial": jnp.asarray(mtp.radial_coeffs),
-        "species": jnp.asarray(species),
-        "moment": jnp.asarray(mtp.moment_coeffs),
-        "scaling": jnp.asarray(mtp.scaling),
-    }
+def params_from_mtp(mtp: MTP):
+    """The :class:`~mlipress.model.MTPParams` of a trained MTP (``mtp.params()``)."""
+    return mtp.params()
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted_efs(mtp_key):
-    return jax.jit(make_efs_fn(mtp_key.mtp))
+def _jitted_efs(key):
+    return jax.jit(key.model.efs_fn())
 
 
 @dataclass(frozen=True, eq=False)
 class StructureKey:
-    """Hash an MTP by its structure only (not its coefficients), to share compiled code."""
+    """Hash a model by its structure only (``model.structure_key()``, not its coefficients),
+    to share compiled code between models of the same structure."""
 
-    mtp: MTP
+    model: object
 
-    def _key(self):
-        m = self.mtp
-        return (m.species_count, m.radial_funcs_count, m.radial_basis, m.moments.count,
-                m.moments.basic.tobytes(), m.moments.times.tobytes(), m.moments.mapping.tobytes())
+    @property
+    def mtp(self):
+        return self.model
 
     def __hash__(self):
-        return hash(self._key())
+        return hash(self.model.structure_key())
 
     def __eq__(self, other):
-        return isinstance(other, StructureKey) and self._key() == other._key()
+        return isinstance(other, StructureKey) and self.model.structure_key() == other.model.structure_key()
 
 
-def jitted_efs(mtp: MTP):
-    """A jit-compiled :func:`make_efs_fn` shared by all potentials of the same structure."""
-    return _jitted_efs(StructureKey(mtp))
+def jitted_efs(model):
+    """A jit-compiled ``model.efs_fn()`` shared by all models of the same structure."""
+    return _jitted_efs(StructureKey(model))

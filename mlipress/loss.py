@@ -50,8 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlipress.data import Configuration, Dataset
-from mlipress.evaluator import StructureKey, make_efs_fn
-from mlipress.model import MTP
+from mlipress.evaluator import StructureKey
+from mlipress.models.base import Model
 from mlipress.neighbors import NeighborBatch, build_batch, pairs
 
 __all__ = [
@@ -63,7 +63,6 @@ __all__ = [
     "make_loss_fn",
     "make_loss_terms_fn",
     "radial_penalty",
-    "radial_tensor",
     "Objective",
     "flatten_mlip_gradient",
     "MLIP2_PENALTY",
@@ -247,7 +246,7 @@ def _empty_configuration() -> Configuration:
 
 def prepare(
     data: Dataset | Iterable[Configuration],
-    mtp: MTP,
+    model: Model,
     weights: LossWeights | None = None,
     max_atoms: int = 2048,
     pad_neighbors: int | None = None,
@@ -269,12 +268,12 @@ def prepare(
     if not configs:
         raise ValueError("no training configurations")
     max_type = max((int(c.types.max()) for c in configs if c.natoms), default=-1)
-    if max_type >= mtp.species_count:
+    if max_type >= model.n_species:
         raise ValueError(
-            f"training data uses type index {max_type} but the potential has {mtp.species_count} species"
+            f"training data uses type index {max_type} but the potential has {model.n_species} species"
         )
     groups = balanced_chunks([c.natoms for c in configs], max_atoms)
-    cutoff = mtp.cutoff
+    cutoff = model.cutoff
     if pad_neighbors is None:
         most = max((int(np.bincount(pairs(c, cutoff)[0]).max(initial=0)) for c in configs if c.natoms), default=0)
         pad_neighbors = max(8, -(-most // 4) * 4)
@@ -340,19 +339,14 @@ def prepare(
 # ----------------------------------------------------------------------------------------
 
 
-def radial_tensor(radial) -> jax.Array:
-    """The dense radial tensor C (N_T, N_T, N_f, R) of a dense array or a parametrisation."""
-    return radial.dense() if hasattr(radial, "dense") else jnp.asarray(radial)
-
-
 def radial_penalty(C) -> jax.Array:
     """MLIP's orthonormality penalty of the radial functions (REFERENCE.md section 3).
 
-    ``C`` (N_T, N_T, N_f, R) (or a parametrisation: its ``.dense()``); with
+    ``C`` (N_T, N_T, N_f, R), the dense radial tensor (``param.dense()`` of a parametrisation); with
     ``c_mu = C[:, :, mu, :]`` flattened to (N_T^2 R,) and the Gram matrix ``G = c c^T``
     (N_f, N_f): ``sum_mu (G_mu,mu - 1)^2 + sum_{mu<nu} G_mu,nu^2``. Returns a scalar.
     """
-    C = radial_tensor(C)
+    C = jnp.asarray(C)
     nf = C.shape[2]
     c = jnp.moveaxis(C, 2, 0).reshape(nf, -1)
     G = c @ c.T
@@ -360,7 +354,7 @@ def radial_penalty(C) -> jax.Array:
     return jnp.sum((jnp.diagonal(G) - 1.0) ** 2) + jnp.sum(off * off)
 
 
-def make_loss_terms_fn(mtp: MTP, weights: LossWeights | None = None):
+def make_loss_terms_fn(model: Model, weights: LossWeights | None = None):
     """``terms(params, chunk) -> (e, f, s)``: the chunk's weighted energy, force and stress
     sums, ``sum_k w_energy_k (E^-E)^2``, ``sum_i w_force_i |F^_i-F_i|^2``,
     ``sum_k w_stress_k ||S^-S||_F^2`` (all nine virial components).
@@ -369,7 +363,7 @@ def make_loss_terms_fn(mtp: MTP, weights: LossWeights | None = None):
     prepared :class:`TrainingData` serves any weighting); with ``None`` the chunk's stored
     ones (computed by :func:`prepare`) are used.
     """
-    efs = make_efs_fn(mtp)
+    efs = model.efs_fn()
 
     def terms(params, chunk: TrainingChunk):
         out = efs(params, chunk.batch)
@@ -391,15 +385,15 @@ def make_loss_terms_fn(mtp: MTP, weights: LossWeights | None = None):
     return terms
 
 
-def make_loss_fn(mtp: MTP, weights: LossWeights | None = None):
+def make_loss_fn(model: Model, weights: LossWeights | None = None):
     """``loss_chunk(params, chunk) -> sum_k L_k`` over the chunk's configurations (scalar).
 
     ``L_k = w_E'(E^-E)^2/N + w_F' sum_i |F^_i-F_i|^2 + w_S' ||S^-S||_F^2/N``
     (REFERENCE.md section 3), without the penalty. Pure and differentiable in ``params``
-    (``{"radial", "species", "moment", "scaling"}``, ``radial`` dense or a parametrisation).
-    ``weights``: see :func:`make_loss_terms_fn`.
+    (the model's :class:`~mlipress.models.base.Params`). ``weights``: see
+    :func:`make_loss_terms_fn`.
     """
-    terms = make_loss_terms_fn(mtp, weights)
+    terms = make_loss_terms_fn(model, weights)
 
     def loss_chunk(params, chunk: TrainingChunk) -> jax.Array:
         e, f, s = terms(params, chunk)
@@ -418,7 +412,7 @@ def _compiled_chunk_fns(key: StructureKey, weights: LossWeights | None, options:
     """jit-compiled ``terms``, ``loss`` and ``value_and_grad(loss)`` of one model structure,
     shared by every :class:`Objective` of that structure (compiled once per chunk shape).
     ``options``: XLA compiler options as sorted ``(name, value)`` pairs."""
-    terms = make_loss_terms_fn(key.mtp, weights)
+    terms = make_loss_terms_fn(key.model, weights)
     jit = functools.partial(jax.jit, compiler_options=dict(options)) if options else jax.jit
 
     def chunk_loss(params, chunk):
@@ -428,29 +422,31 @@ def _compiled_chunk_fns(key: StructureKey, weights: LossWeights | None, options:
     return jit(terms), jit(chunk_loss), jit(jax.value_and_grad(chunk_loss))
 
 
-@jax.jit
-def _penalty_value(coef, radial):
-    return coef * radial_penalty(radial)
+@functools.lru_cache(maxsize=32)
+def _compiled_penalty_fns(key: StructureKey):
+    """jit-compiled ``coef * model.penalty(params)`` and its value and gradient."""
+    penalty = key.model.penalty
 
+    def weighted(coef, params):
+        return coef * penalty(params)
 
-@jax.jit
-def _penalty_value_and_grad(coef, params):
-    return jax.value_and_grad(lambda p: coef * radial_penalty(p["radial"]))(params)
+    return jax.jit(weighted), jax.jit(jax.value_and_grad(weighted, argnums=1))
 
 
 class Objective:
     """MLIP-2's training objective ``f`` over a prepared training set (REFERENCE.md section 3).
 
-    ``f(params) = (1/K) sum_k L_k + penalty * P(C)`` with K = ``data.n_configs``, P =
-    :func:`radial_penalty` of the (dense form of the) radial parameters.
+    ``f(params) = (1/K) sum_k L_k + penalty * P`` with K = ``data.n_configs``, P =
+    ``model.penalty(params)`` (an MTP: :func:`radial_penalty` of its radial part), for any
+    model of the contract (:mod:`mlipress.models.base`).
 
     - ``value(params) -> float``
     - ``value_and_grad(params) -> (float, grad)``: ``grad`` has the structure of ``params``
       (a parametrisation's gradient is a parametrisation pytree of gradient leaves).
     - ``terms(params) -> dict``: mean weighted energy, force and stress parts and the penalty.
 
-    ``frozen``: top-level keys of ``params`` whose gradient is reported as zero (default
-    ``("scaling",)``: MLIP's BFGS does not optimise the radial-basis scaling).
+    The gradient of the fields ``params.FROZEN`` is reported as zero (an MTP's ``scaling``:
+    MLIP's BFGS does not optimise the radial-basis scaling).
 
     ``compiler_options``: passed to ``jax.jit``; ``FAST_COMPILE``
     (``{"xla_backend_optimization_level": 0}``) halves the compilation time (L16: 24 -> 11 s
@@ -463,29 +459,30 @@ class Objective:
 
     def __init__(
         self,
-        mtp: MTP,
+        model: Model,
         data: TrainingData,
         weights: LossWeights | None = None,
-        frozen=("scaling",),
         compiler_options: dict | None = None,
     ):
-        self.mtp = mtp
+        self.model = model
         self.data = data
         self.weights = data.weights if weights is None else weights
-        self.frozen = tuple(frozen)
         # stored effective weights when they match, recomputed in-graph otherwise
         same = dataclasses.replace(self.weights, penalty=data.weights.penalty) == data.weights
         in_graph = None if same else self.weights
         options = tuple(sorted(compiler_options.items())) if compiler_options else None
-        self._terms, self._loss, self._loss_grad = _compiled_chunk_fns(StructureKey(mtp), in_graph, options)
+        key = StructureKey(model)
+        self._terms, self._loss, self._loss_grad = _compiled_chunk_fns(key, in_graph, options)
+        self._penalty_value, self._penalty_value_and_grad = _compiled_penalty_fns(key)
         self._coef = jnp.asarray(self.weights.penalty)
         self._inv_k = 1.0 / data.n_configs
 
-    def _penalty(self, params):
-        return _penalty_value(self._coef, params["radial"])
+    def penalty(self, params) -> float:
+        """The penalty term of ``f``: ``LossWeights.penalty * model.penalty(params)``."""
+        return float(self._penalty_value(self._coef, params))
 
     def _penalty_grad(self, params):
-        return _penalty_value_and_grad(self._coef, params)
+        return self._penalty_value_and_grad(self._coef, params)
 
     @property
     def n_configs(self) -> int:
@@ -494,7 +491,7 @@ class Objective:
     def value(self, params) -> float:
         """``f(params)`` (float)."""
         total = sum(self._loss(params, chunk) for chunk in self.data.chunks)
-        return float(total * self._inv_k + self._penalty(params))
+        return float(total * self._inv_k + self._penalty_value(self._coef, params))
 
     def value_and_grad(self, params):
         """``(f, df/dparams)``; the gradient is a pytree like ``params`` (JAX arrays)."""
@@ -509,9 +506,7 @@ class Objective:
         pv, pg = self._penalty_grad(params)
         inv_k = self._inv_k
         grad = jax.tree_util.tree_map(lambda a, b: a * inv_k + b, grad, pg)
-        if self.frozen:
-            grad = {k: (jax.tree_util.tree_map(jnp.zeros_like, v) if k in self.frozen else v) for k, v in grad.items()}
-        return float(total * inv_k + pv), grad
+        return float(total * inv_k + pv), grad.zeroed(grad.FROZEN)
 
     __call__ = value_and_grad
 
@@ -521,7 +516,7 @@ class Objective:
         for chunk in self.data.chunks:
             acc += np.asarray([float(x) for x in self._terms(params, chunk)])
         acc *= self._inv_k
-        pen = float(self._penalty(params))
+        pen = self.penalty(params)
         return {"energy": acc[0], "force": acc[1], "stress": acc[2], "penalty": pen, "f": float(acc.sum() + pen)}
 
 
@@ -530,23 +525,22 @@ class Objective:
 # ----------------------------------------------------------------------------------------
 
 
-def flatten_mlip_gradient(grad, mtp: MTP | None = None) -> np.ndarray:
+def flatten_mlip_gradient(grad, mtp=None) -> np.ndarray:
     """A gradient pytree as one vector in MLIP's order (REFERENCE.md section 4):
 
     ``[radial C[zi, zj, mu, b] at (zi N_T + zj) N_f R + mu R + b | species (N_T,) | moment]``.
 
-    ``grad["radial"]`` must be dense: an array (N_T, N_T, N_f, R) or a :class:`Dense`
-    gradient (a factored parametrisation has no dense gradient). ``mtp``, if given, checks
-    the shapes. The ``scaling`` entry is not part of MLIP's vector and is dropped.
+    ``grad.radial`` must be a :class:`~mlipress.radial.Dense` gradient (a factored
+    parametrisation has no dense gradient). ``mtp``, if given, checks the shapes. The
+    ``scaling`` entry is not part of MLIP's vector and is dropped.
     """
-    radial = grad["radial"]
-    if hasattr(radial, "C"):
-        radial = radial.C
-    elif hasattr(radial, "dense"):
+    from mlipress.radial import Dense
+
+    if not isinstance(grad.radial, Dense):
         raise TypeError("flatten_mlip_gradient needs a dense radial gradient, got a factored parametrisation")
-    radial = np.asarray(radial, dtype=np.float64)
-    species = np.asarray(grad["species"], dtype=np.float64).reshape(-1)
-    moment = np.asarray(grad["moment"], dtype=np.float64).reshape(-1)
+    radial = np.asarray(grad.radial.C, dtype=np.float64)
+    species = np.asarray(grad.species, dtype=np.float64).reshape(-1)
+    moment = np.asarray(grad.moment, dtype=np.float64).reshape(-1)
     if mtp is not None:
         if radial.shape != mtp.radial_shape:
             raise ValueError(f"radial gradient has shape {radial.shape}, expected {mtp.radial_shape}")

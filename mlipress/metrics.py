@@ -28,6 +28,25 @@ def _stats(x: np.ndarray) -> dict:
     return {"n": int(x.size), "mae": float(x.mean()), "rmse": float(np.sqrt((x**2).mean())), "max": float(x.max())}
 
 
+def error_statistics(energy_per_atom, force_diffs, virial_diffs, volumes=None) -> dict:
+    """The report of :func:`error_report` from error arrays: ``energy_per_atom`` (n_E,) eV/atom,
+    ``force_diffs`` (n_F, 3) eV/A, ``virial_diffs`` (n_V, 3, 3) eV and the ``volumes`` (n_V,)
+    of those configurations (A^3; 0 or None for no stress). The one definition of the error
+    statistics: the error reports of every command and the training log use it."""
+    df = np.asarray(force_diffs, dtype=np.float64).reshape(-1, 3)
+    dv = np.asarray(virial_diffs, dtype=np.float64).reshape(-1, 3, 3)
+    dv = np.stack([matrix_to_voigt(m) for m in dv]) if len(dv) else np.zeros((0, 6))
+    vol = np.zeros(len(dv)) if volumes is None else np.asarray(volumes, dtype=np.float64)
+    forces = _stats(df)
+    forces["rmse_per_atom_vector"] = _stats(np.linalg.norm(df, axis=1))["rmse"]
+    return {
+        "energy_per_atom_eV": _stats(energy_per_atom),
+        "forces_eV_per_A": forces,
+        "virial_eV": _stats(dv),
+        "stress_GPa": _stats(dv[vol > 0] / vol[vol > 0, None] * EV_PER_A3_TO_GPA),
+    }
+
+
 def error_report(reference: Sequence[Configuration], predicted: Sequence[Configuration]) -> dict:
     """Energy, force and stress error statistics (see module docstring for conventions).
 
@@ -35,29 +54,20 @@ def error_report(reference: Sequence[Configuration], predicted: Sequence[Configu
     """
     if len(reference) != len(predicted):
         raise ValueError(f"{len(reference)} reference vs {len(predicted)} predicted configurations")
-    de, df, dfv, dv, ds = [], [], [], [], []
+    de, df, dv, vol = [], [], [], []
     for ref, pred in zip(reference, predicted):
         if ref.energy is not None:
             de.append((pred.energy - ref.energy) / ref.natoms)
         if ref.forces is not None:
-            diff = pred.forces - ref.forces
-            df.append(diff.ravel())
-            dfv.append(np.linalg.norm(diff, axis=1))
+            df.append(pred.forces - ref.forces)
         if ref.virial is not None and pred.virial is not None:
-            d = matrix_to_voigt(pred.virial - ref.virial)
-            dv.append(d)
-            if ref.volume:
-                ds.append(d / ref.volume * EV_PER_A3_TO_GPA)
-    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)
-    forces = _stats(cat(df))
-    forces["rmse_per_atom_vector"] = _stats(cat(dfv))["rmse"]
+            dv.append(pred.virial - ref.virial)
+            vol.append(ref.volume or 0.0)
+    cat = lambda xs, shape: np.concatenate(xs) if xs else np.zeros(shape)  # noqa: E731
     return {
         "configurations": len(reference),
         "atoms": int(sum(c.natoms for c in reference)),
-        "energy_per_atom_eV": _stats(np.array(de)),
-        "forces_eV_per_A": forces,
-        "virial_eV": _stats(cat(dv)),
-        "stress_GPa": _stats(cat(ds)),
+        **error_statistics(np.array(de), cat(df, (0, 3)), np.array(dv).reshape(-1, 3, 3), np.array(vol)),
     }
 
 

@@ -1,8 +1,10 @@
 """The Moment Tensor Potential as a value: basis description plus coefficients.
 
 An :class:`MTP` mirrors exactly what an MLIP ``.mtp`` file holds (REFERENCE.md section 1-2),
-so reading and writing are lossless. The evaluator (:mod:`mlipress.mtp`) turns it into
-pure JAX functions; training produces new :class:`MTP` values with ``dataclasses.replace``.
+so reading and writing are lossless. It is the first implementation of the model contract
+(:mod:`mlipress.models.base`): its structure (species, radial and moment bases) defines the
+pure JAX functions of :mod:`mlipress.evaluator`; its coefficients are an :class:`MTPParams`
+pytree (``mtp.params()``), and ``mtp.with_params(params)`` is the potential to write.
 
 Shapes: ``radial_coeffs`` (N_T, N_T, N_f, R) indexed ``[z_i, z_j, mu, b]`` (central species
 first), ``species_coeffs`` (N_T,), ``moment_coeffs`` (alpha_scalar_moments,).
@@ -12,7 +14,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from mlipress.models.base import Params, params_class
+
+
+@params_class
+class MTPParams(Params):
+    """Coefficients of an MTP: ``radial`` a radial parametrisation (:mod:`mlipress.radial`:
+    ``Dense``, ``MatrixFactorized``, ``TensorTrain``) of C (N_T, N_T, N_f, N_b), ``species``
+    (N_T,), ``moment`` (number of basis functions,), ``scaling`` (scalar; not optimised, as in
+    MLIP's BFGS). The energy is linear in ``species`` and ``moment``."""
+
+    LINEAR = ("species", "moment")
+    FROZEN = ("scaling",)
+
+    radial: object
+    species: jax.Array
+    moment: jax.Array
+    scaling: jax.Array
 
 
 @dataclass(frozen=True)
@@ -138,6 +160,72 @@ class MTP:
     @property
     def cutoff(self) -> float:
         return self.radial_basis.max_dist
+
+    # -- the model contract (mlipress.models.base) ------------------------------------------
+    @property
+    def n_species(self) -> int:
+        return self.species_count
+
+    def structure_key(self):
+        """Equal for MTPs of the same structure, whatever their coefficients."""
+        m = self.moments
+        return ("MTP", self.species_count, self.radial_funcs_count, self.radial_basis, m.count,
+                m.basic.tobytes(), m.times.tobytes(), m.mapping.tobytes())
+
+    def init(self, seed: int = 0) -> MTPParams:
+        """Fresh start: random orthonormal radial functions (reproducible for a seed), zero
+        species and moment coefficients, scaling 1."""
+        from mlipress.radial import Dense
+        from mlipress.training.linear import orthonormalise_radial
+
+        C = orthonormalise_radial(np.random.default_rng(seed).standard_normal(self.radial_shape))
+        return MTPParams(Dense.from_dense(C), jnp.zeros(self.species_count), jnp.zeros(self.moments.scalar_count),
+                         jnp.asarray(1.0))
+
+    def params(self) -> MTPParams:
+        """The coefficients of a trained MTP (dense radial tensor)."""
+        from mlipress.radial import Dense
+
+        if not self.trained:
+            raise ValueError("the potential is untrained (no radial/moment coefficients)")
+        species = self.species_coeffs if self.species_coeffs is not None else np.zeros(self.species_count)
+        return MTPParams(Dense.from_dense(self.radial_coeffs), jnp.asarray(species), jnp.asarray(self.moment_coeffs),
+                         jnp.asarray(self.scaling))
+
+    def with_params(self, params: MTPParams) -> "MTP":
+        """This MTP carrying ``params`` (the dense C of a factored radial part)."""
+        from dataclasses import replace
+
+        return replace(
+            self,
+            radial_coeffs=np.asarray(params.radial.dense(), dtype=np.float64),
+            species_coeffs=np.asarray(params.species, dtype=np.float64),
+            moment_coeffs=np.asarray(params.moment, dtype=np.float64),
+            scaling=float(params.scaling),
+        )
+
+    def normalise(self, params: MTPParams) -> MTPParams:
+        """Orthonormal radial functions (MLIP's step before a periodic linear solve; changes
+        the model, so a linear solve follows)."""
+        from mlipress.radial import Dense
+        from mlipress.training.linear import orthonormalise_radial
+
+        return params.replace(radial=Dense.from_dense(orthonormalise_radial(params.radial.dense())))
+
+    def efs_fn(self):
+        from mlipress.evaluator import make_efs_fn
+
+        return make_efs_fn(self)
+
+    def features_fn(self):
+        from mlipress.training.linear import mtp_features_fn
+
+        return mtp_features_fn(self)
+
+    def penalty(self, params: MTPParams):
+        from mlipress.loss import radial_penalty
+
+        return radial_penalty(params.radial.dense())
 
     def num_params(self) -> dict[str, int]:
         """Parameter counts: radial, species, moment (linear) and total."""

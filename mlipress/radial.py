@@ -237,13 +237,20 @@ class Dense:
         return jnp.asarray(self.C)
 
     def radial_values(self, Q, zi, zj) -> jax.Array:
-        """``f[..., mu] = sum_b C[zi, zj, mu, b] Q[..., b]`` (eq. (5)), by gathering ``C[zi, zj]``.
+        """``f[..., mu] = sum_b C[zi, zj, mu, b] Q[..., b]`` (eq. (5)).
 
-        ``Q`` (..., N_b) radial basis values, ``zi``, ``zj`` (...) int species (broadcastable
-        to ``Q.shape[:-1]``). Returns (..., N_f).
+        ``Q`` (..., N_b) radial basis values, ``zi``, ``zj`` (...) int species (same shape as
+        ``Q.shape[:-1]``). Returns (..., N_f). Contracts a one-hot of the species pair with C
+        instead of gathering ``C[zi, zj]`` per pair: the gather's transpose is a serial
+        scatter on CPU, which made the force pass ten times slower than the energy.
         """
-        Cp = jnp.asarray(self.C)[zi, zj]  # (..., N_f, N_b)
-        return jnp.einsum("...mb,...b->...m", Cp, Q)
+        C = jnp.asarray(self.C)
+        nt, _, nf, nb = C.shape
+        if nt == 1:
+            return Q @ C[0, 0].T
+        pair = jax.nn.one_hot(jnp.asarray(zi) * nt + jnp.asarray(zj), nt * nt, dtype=Q.dtype)
+        weighted = (pair[..., :, None] * Q[..., None, :]).reshape(*Q.shape[:-1], nt * nt * nb)
+        return weighted @ jnp.transpose(C, (0, 1, 3, 2)).reshape(nt * nt * nb, nf)
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,7 +18,8 @@ from mlipress.data import Dataset
 from mlipress.evaluator import jitted_efs, params_from_mtp
 from mlipress.examples import make_example_dataset
 from mlipress.loss import Objective, prepare
-from mlipress.radial import MatrixFactorized, TensorTrain, to_matrix
+from mlipress.model import MTPParams
+from mlipress.radial import Dense, MatrixFactorized, TensorTrain, to_matrix
 from mlipress.training import TrainSettings, linear_solve, to_mtp
 
 jax.config.update("jax_enable_x64", True)
@@ -36,9 +37,8 @@ def problem():
     mtp = untrained_mtp(6, 3, 2.0, 5.0, 6)
     data = prepare(ds, mtp, SETTINGS.weights)
     rng = np.random.default_rng(1)
-    params = {"radial": jnp.asarray(0.3 * rng.standard_normal(mtp.radial_shape)),
-              "species": jnp.zeros(3), "moment": jnp.zeros(mtp.moments.scalar_count),
-              "scaling": jnp.asarray(1.0)}
+    params = MTPParams(Dense.from_dense(0.3 * rng.standard_normal(mtp.radial_shape)),
+                       jnp.zeros(3), jnp.zeros(mtp.moments.scalar_count), jnp.asarray(1.0))
     params, _ = linear_solve(mtp, params, data)
     trained = to_mtp(mtp, params)
     return {"ds": ds, "species": species, "mtp": mtp, "trained": trained, "data": data}
@@ -51,8 +51,7 @@ def _fd_check(obj, params, leaf_path, rng, n_dirs=2, h=1e-6):
     for _ in range(n_dirs):
         d = rng.standard_normal(flat.shape)
         # keep scaling fixed (the objective reports a zero gradient for it)
-        d = np.asarray(jax.flatten_util.ravel_pytree({**jax.tree_util.tree_map(lambda x: x * 0, params),
-                                                       **{k: v for k, v in unravel(d).items() if k != "scaling"}})[0])
+        d = np.asarray(jax.flatten_util.ravel_pytree(unravel(d).zeroed(("scaling",)))[0])
         fp = obj.value(unravel(flat + h * d))
         fm = obj.value(unravel(flat - h * d))
         fd = (fp - fm) / (2 * h)
@@ -68,7 +67,7 @@ def test_gradient_through_factors_matches_finite_differences(problem, kind):
     base = params_from_mtp(problem["trained"])
     radial = (MatrixFactorized.random(3, mtp.radial_shape, 2) if kind == "mf"
               else TensorTrain.random(3, mtp.radial_shape, (2, 2, 2)))
-    params = {**base, "radial": radial}
+    params = base.replace(radial=radial)
     obj = Objective(mtp, problem["data"])
     _fd_check(obj, params, kind, np.random.default_rng(0))
 
@@ -78,8 +77,8 @@ def test_rmf_adapter_gradient(problem):
     mtp = problem["mtp"]
     p = params_from_mtp(problem["trained"])
     obj = Objective(mtp, problem["data"])
-    vg, v = rmf_objective(obj, p["scaling"])
-    xi, X = join_xi(p), np.asarray(to_matrix(p["radial"]))
+    vg, v = rmf_objective(obj, p)
+    xi, X = join_xi(p), np.asarray(to_matrix(p.radial.dense()))
     f, (gxi, gX) = vg(xi, X)
     assert np.isclose(f, obj.value(p), rtol=1e-12)
     rng = np.random.default_rng(2)
@@ -104,10 +103,10 @@ def test_full_rank_compression_reproduces_model(problem):
     for spec in ("mf:100", "rmf:100", "tt:100,100,100"):
         p = initial_compressed_params(trained, problem["data"], spec, SETTINGS, resolve=False)
         out = efs(p, batch)
-        np.testing.assert_allclose(np.asarray(p["radial"].dense()), np.asarray(base["radial"]), atol=1e-12)
+        np.testing.assert_allclose(np.asarray(p.radial.dense()), np.asarray(base.radial.dense()), atol=1e-12)
         np.testing.assert_allclose(np.asarray(out["energy"]), np.asarray(ref["energy"]), rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(np.asarray(out["forces"]), np.asarray(ref["forces"]), atol=1e-10)
-    assert shape == p["radial"].shape
+    assert shape == p.radial.shape
 
 
 def _f_history(res):
@@ -140,7 +139,7 @@ def test_rmf_decreases_monotonically(problem, projection):
     assert obj.value(res.params) == pytest.approx(f[-1], rel=1e-9)
     if projection:  # the linear coefficients are exact for the final radial part
         solved, _ = linear_solve(problem["mtp"], res.params, problem["data"])
-        np.testing.assert_allclose(np.asarray(solved["moment"]), np.asarray(res.params["moment"]),
+        np.testing.assert_allclose(np.asarray(solved.moment), np.asarray(res.params.moment),
                                    rtol=1e-6, atol=1e-9)
 
 
@@ -170,13 +169,13 @@ def test_factored_file_round_trip_and_dense_export(problem, tmp_path, kind):
     mtp, base = problem["mtp"], params_from_mtp(problem["trained"])
     radial = {"mf": MatrixFactorized.random(5, mtp.radial_shape, 2),
               "tt": TensorTrain.random(5, mtp.radial_shape, (2, 2, 2)),
-              "dense": Dense.from_dense(base["radial"])}[kind]
-    params = {**base, "radial": radial}
+              "dense": Dense.from_dense(base.radial.dense())}[kind]
+    params = base.replace(radial=radial)
     path = tmp_path / "c.mtp"
     write_compressed(path, mtp, params, spec=kind)
     assert sidecar_path(path).exists()
     mtp2, p2, header = read_compressed(path)
-    assert header["kind"] == kind and type(p2["radial"]) is type(radial)
+    assert header["kind"] == kind and type(p2.radial) is type(radial)
     for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(p2)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # the dense .mtp predicts what the factored model predicts

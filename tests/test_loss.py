@@ -27,7 +27,8 @@ from mlipress.loss import (
     prepare,
     radial_penalty,
 )
-from mlipress.radial import MatrixFactorized
+from mlipress.model import MTPParams
+from mlipress.radial import Dense, MatrixFactorized
 
 # Every compilation here uses FAST_COMPILE (XLA backend optimisation level 0): half the
 # compile time, which dominates these tests.
@@ -65,7 +66,7 @@ def _check_against_mlip(shared_data, level: int, grad_tol: float):
         err = np.max(np.abs(ours[sl] - ref[sl])) / np.max(np.abs(ref[sl]))
         assert err < grad_tol, f"L{level} {name} gradient: relative (max-norm) error {err:.2e}"
     # scaling is not an MLIP training variable: frozen (zero gradient) by default
-    assert float(grad["scaling"]) == 0.0
+    assert float(grad.scaling) == 0.0
 
 
 @pytest.mark.parametrize("level", [10, 16])
@@ -122,12 +123,12 @@ def _configs(rng, with_missing=True):
 def small():
     rng = np.random.default_rng(1)
     mtp = untrained_mtp(6, species_count=2, min_dist=1.5, max_dist=4.5)  # 2 radial functions
-    params = {
-        "radial": jnp.asarray(rng.normal(scale=0.3, size=mtp.radial_shape)),
-        "species": jnp.asarray(rng.normal(size=2)),
-        "moment": jnp.asarray(rng.normal(scale=0.1, size=mtp.moments.scalar_count)),
-        "scaling": jnp.asarray(1.0),
-    }
+    params = MTPParams(
+        Dense.from_dense(rng.normal(scale=0.3, size=mtp.radial_shape)),
+        jnp.asarray(rng.normal(size=2)),
+        jnp.asarray(rng.normal(scale=0.1, size=mtp.moments.scalar_count)),
+        jnp.asarray(1.0),
+    )
     return mtp, params, _configs(rng)
 
 
@@ -152,9 +153,8 @@ def _check_fd(obj, params, blocks, seed0):
     for k, block in enumerate(blocks):
         direction = _random_like(params, seed0 + k)
         # restrict the direction to one block (and never along the frozen scaling)
-        direction = {key: (v if key == block or block == "all" else jax.tree_util.tree_map(jnp.zeros_like, v))
-                     for key, v in direction.items()}  # fmt: skip
-        direction["scaling"] = jnp.zeros(())
+        others = [f for f in ("radial", "species", "moment") if block not in (f, "all")]
+        direction = direction.zeroed(others + ["scaling"])
         # values from value_and_grad: one compilation per chunk shape instead of two
         fd = _directional_fd(lambda p: obj.value_and_grad(p)[0], params, direction)
         ad = _dot(grad, direction)
@@ -175,21 +175,21 @@ def test_gradient_finite_differences_matrix_factorized(small):
     _, _, configs = small
     rng = np.random.default_rng(2)
     mtp = untrained_mtp(2, species_count=2, min_dist=1.5, max_dist=4.5)  # level 2: cheap to compile
-    params = {
-        "radial": MatrixFactorized.random(3, mtp.radial_shape, rank=2, scale=0.3),
-        "species": jnp.asarray(rng.normal(size=2)),
-        "moment": jnp.asarray(rng.normal(scale=0.1, size=mtp.moments.scalar_count)),
-        "scaling": jnp.asarray(1.0),
-    }
+    params = MTPParams(
+        MatrixFactorized.random(3, mtp.radial_shape, rank=2, scale=0.3),
+        jnp.asarray(rng.normal(size=2)),
+        jnp.asarray(rng.normal(scale=0.1, size=mtp.moments.scalar_count)),
+        jnp.asarray(1.0),
+    )
     weights = LossWeights(penalty=1.0, weighting="structures")
     obj = Objective(mtp, prepare(configs, mtp, weights), compiler_options=FAST_COMPILE)
     value, grad = obj.value_and_grad(params)
-    assert isinstance(grad["radial"], MatrixFactorized)
+    assert isinstance(grad.radial, MatrixFactorized)
     # the penalty applies to the dense tensor U V^T: f - f(penalty = 0) = P(U V^T)
     no_penalty = Objective(
         mtp, prepare(configs, mtp, LossWeights(penalty=0.0, weighting="structures")), compiler_options=FAST_COMPILE
     )
-    penalty = float(radial_penalty(params["radial"].dense()))
+    penalty = float(radial_penalty(params.radial.dense()))
     assert penalty > 1e-2 * value
     assert value == pytest.approx(no_penalty.value_and_grad(params)[0] + penalty, rel=1e-12)
     _check_fd(obj, params, ["radial", "all"], seed0=20)
@@ -228,12 +228,12 @@ def _hand_loss(configs, pred, w: LossWeights):
 def test_weighting_modes_by_hand():
     rng = np.random.default_rng(5)
     mtp = untrained_mtp(2, species_count=2, min_dist=1.5, max_dist=4.5)
-    params = {
-        "radial": jnp.asarray(rng.normal(scale=0.3, size=mtp.radial_shape)),
-        "species": jnp.asarray([0.3, -0.2]),
-        "moment": jnp.asarray(rng.normal(size=mtp.moments.scalar_count)),
-        "scaling": jnp.asarray(1.0),
-    }
+    params = MTPParams(
+        Dense.from_dense(rng.normal(scale=0.3, size=mtp.radial_shape)),
+        jnp.asarray([0.3, -0.2]),
+        jnp.asarray(rng.normal(size=mtp.moments.scalar_count)),
+        jnp.asarray(1.0),
+    )
     configs = _configs(rng)
     # the same cluster with a virial label: still no stress term (non-periodic)
     configs.append(Configuration(configs[2].positions, configs[2].types, energy=0.1, forces=configs[2].forces,
@@ -255,7 +255,7 @@ def test_weighting_modes_by_hand():
         LossWeights(energy=0.5, force=0.2, stress=0.1, scale_by_force=0.7),
         LossWeights(energy=0.5, force=0.2, stress=0.1, weighting="structures", scale_by_force=2.0),
     ]
-    P = float(radial_penalty(params["radial"]))
+    P = float(radial_penalty(params.radial.dense()))
     for w in cases:
         data = prepare(configs, mtp, w)
         assert len(data.chunks) == 1
@@ -319,15 +319,14 @@ def test_flatten_mlip_gradient_order():
     mtp = untrained_mtp(6, species_count=2, min_dist=1.5, max_dist=4.5)
     nt, _, nf, nb = mtp.radial_shape
     C = np.arange(nt * nt * nf * nb, dtype=float).reshape(mtp.radial_shape)
-    grad = {"radial": C, "species": np.array([-1.0, -2.0]), "moment": -10.0 - np.arange(mtp.moments.scalar_count),
-            "scaling": 99.0}  # fmt: skip
+    grad = MTPParams(Dense.from_dense(C), np.array([-1.0, -2.0]), -10.0 - np.arange(mtp.moments.scalar_count), 99.0)
     flat = flatten_mlip_gradient(grad, mtp)
     zi, zj, mu, b = 1, 0, 1, 3
     assert flat[(zi * nt + zj) * nf * nb + mu * nb + b] == C[zi, zj, mu, b]
     assert list(flat[C.size : C.size + 2]) == [-1.0, -2.0]
     assert flat[C.size + 2] == -10.0 and len(flat) == C.size + 2 + mtp.moments.scalar_count
     with pytest.raises(TypeError):
-        flatten_mlip_gradient(dict(grad, radial=MatrixFactorized.random(0, mtp.radial_shape, 1)), mtp)
+        flatten_mlip_gradient(grad.replace(radial=MatrixFactorized.random(0, mtp.radial_shape, 1)), mtp)
 
 
 def test_balanced_chunks_and_single_shape():

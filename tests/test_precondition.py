@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -68,9 +69,10 @@ def test_gauss_newton_diagonal_is_reproducible_and_sees_all_fitted_parameters(ti
     flat, unravel = ravel_pytree(params)
     parts = unravel(jnp.asarray(gn))
     # the frozen scaling gets only the damping; every fitted coefficient is seen by the data
-    assert float(parts["scaling"]) == pytest.approx(1e-8 * gn.max())
+    assert float(parts.scaling) == pytest.approx(1e-8 * gn.max())
     for key in ("radial", "species", "moment"):
-        assert np.all(np.asarray(parts[key]) > 1e-6 * gn.max()), key
+        leaves = jax.tree_util.tree_leaves(getattr(parts, key))
+        assert all(np.all(np.asarray(x) > 1e-6 * gn.max()) for x in leaves), key
 
 
 def test_gauss_newton_diagonal_matches_linear_part_exactly_in_expectation(tiny_problem):
@@ -89,7 +91,7 @@ def test_gauss_newton_diagonal_matches_linear_part_exactly_in_expectation(tiny_p
             counts = np.bincount(types[config == c], minlength=3)
             expected += w[c] * counts.astype(float) ** 2
     expected *= (2.0 / K) ** 2
-    np.testing.assert_allclose(np.asarray(parts["species"]), expected, rtol=0.25)
+    np.testing.assert_allclose(np.asarray(parts.species), expected, rtol=0.25)
 
 
 def test_loss_after_exact_solve_does_not_depend_on_scaling(tiny_problem):
@@ -97,7 +99,7 @@ def test_loss_after_exact_solve_does_not_depend_on_scaling(tiny_problem):
     the scaling, so basis functions scale as s^k and the exact linear solve absorbs it."""
     obj, params = tiny_problem
     losses = [
-        linear_solve(obj.mtp, {**params, "scaling": jnp.asarray(s)}, obj.data)[1] for s in (1e-3, 0.05, 1.0, 10.0)
+        linear_solve(obj.model, params.replace(scaling=jnp.asarray(s)), obj.data)[1] for s in (1e-3, 0.05, 1.0, 10.0)
     ]
     assert losses[0] > 1e-3  # a real, non-zero residual
     np.testing.assert_allclose(losses, losses[0], rtol=1e-9)

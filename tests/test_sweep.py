@@ -134,5 +134,5 @@ def test_cli_sweep_and_train_radial(tmp_path, problem, capsys):
     assert out.exists() and sidecar_path(out).exists()
     _, params, header = read_compressed(out)
     assert header["spec"] == "mf:2"
-    assert isinstance(params["radial"], MatrixFactorized) and params["radial"].rank == 2
+    assert isinstance(params.radial, MatrixFactorized) and params.radial.rank == 2
     assert "compression" in capsys.readouterr().out

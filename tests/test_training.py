@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -48,14 +49,14 @@ def test_linear_solve_recovers_exact_coefficients(dataset, mtp):
     p = initial_params(mtp, seed=5, scaling=0.1)
     species = rng.normal(size=3)
     moment = rng.normal(size=mtp.moments.scalar_count)
-    truth = dataclasses.replace(mtp, radial_coeffs=np.asarray(p["radial"]), species_coeffs=species,
+    truth = dataclasses.replace(mtp, radial_coeffs=np.asarray(p.radial.dense()), species_coeffs=species,
                                 moment_coeffs=moment, scaling=0.1)
     labelled, _ = predict(truth, dataset.configurations)
     data = prepare(labelled, mtp)
     solved, loss = linear_solve(mtp, p, data)
     assert loss < 1e-20
-    np.testing.assert_allclose(np.asarray(solved["moment"]), moment, rtol=0, atol=1e-8)
-    np.testing.assert_allclose(np.asarray(solved["species"]), species, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(np.asarray(solved.moment), moment, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(np.asarray(solved.species), species, rtol=0, atol=1e-8)
     f = Objective(mtp, data).value(solved)  # residual of the E/F/S fit through the loss module
     assert f < 1e-20
 
@@ -67,8 +68,8 @@ def test_linear_solve_matches_objective_and_is_optimal(dataset, mtp):
     solved, loss = linear_solve(mtp, p, data)
     assert obj.value(solved) == pytest.approx(loss, rel=1e-9)
     _, g = obj.value_and_grad(solved)  # stationary in the linear coefficients
-    assert float(jnp.abs(g["moment"]).max()) < 1e-8 * max(1.0, loss)
-    assert float(jnp.abs(g["species"]).max()) < 1e-8 * max(1.0, loss)
+    assert float(jnp.abs(g.moment).max()) < 1e-8 * max(1.0, loss)
+    assert float(jnp.abs(g.species).max()) < 1e-8 * max(1.0, loss)
 
 
 @pytest.mark.parametrize("radial", ["dense", "mf"])
@@ -79,21 +80,23 @@ def test_design_matrix_equals_derivative_of_the_force_pass(dataset, radial):
 
     from mlipress.evaluator import StructureKey, make_efs_fn
     from mlipress.radial import MatrixFactorized
-    from mlipress.training.linear import _design_fn
+    from mlipress.training.linear import mtp_features_fn
 
     mtp = untrained_mtp(10, 3, 1.5, 5.0)
     p = initial_params(mtp, seed=2, scaling=0.1)
     if radial == "mf":
-        p["radial"] = MatrixFactorized.from_dense(np.asarray(p["radial"]), 3)
+        p = p.replace(radial=MatrixFactorized.from_dense(np.asarray(p.radial.dense()), 3))
     batch = prepare(dataset, mtp).chunks[0].batch
-    counts, *cols = _design_fn(StructureKey(mtp))(p, batch)
+    # the MTP's features: [species | moment] columns; the species ones are atom counts
+    cols = [c[..., mtp.species_count:] for c in jax.jit(mtp_features_fn(mtp))(p, batch)]
+    counts = jax.jit(mtp_features_fn(mtp))(p, batch)[0][:, :mtp.species_count]
     efs = make_efs_fn(mtp)
 
     def lin(m):
-        out = efs({**p, "moment": m, "species": jnp.zeros(3)}, batch)
+        out = efs(p.replace(moment=m, species=jnp.zeros(3)), batch)
         return out["energy"], out["forces"], out["virial"]
 
-    ref = jax.jacfwd(lin)(p["moment"])
+    ref = jax.jacfwd(lin)(p.moment)
     for got, want in zip(cols, ref):
         scale = float(jnp.abs(want).max())
         assert scale > 0
@@ -165,7 +168,8 @@ def test_training_converges_deterministic_and_resumes(dataset, mtp, tmp_path):
     assert ckpt.exists()
     c = train(mtp, dataset, dataclasses.replace(s2, resume=True), out=io.StringIO())
     for k in ("radial", "species", "moment", "scaling"):
-        assert np.array_equal(np.asarray(a.params[k]), np.asarray(c.params[k])), k
+        la, lc = (jax.tree_util.tree_leaves(getattr(r.params, k)) for r in (a, c))
+        assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lc)), k
 
 
 @pytest.mark.slow
@@ -205,14 +209,15 @@ def test_variable_projection_gradient_and_value(dataset, mtp):
     f, g = proj.value_and_grad(p)
     assert f == pytest.approx(obj.value(full), rel=1e-9)
     assert f < obj.value(p)  # p's own linear coefficients are not optimal
-    assert float(jnp.abs(g["moment"]).max()) == 0.0 and float(jnp.abs(g["species"]).max()) == 0.0
-    flat, unravel = ravel_pytree(g["radial"])
+    assert float(jnp.abs(g.moment).max()) == 0.0 and float(jnp.abs(g.species).max()) == 0.0
+    flat, unravel = ravel_pytree(g.radial)
     rng = np.random.default_rng(0)
     for _ in range(2):
         d = rng.normal(size=flat.shape)
         d /= np.linalg.norm(d)
-        h = 1e-5 * float(np.linalg.norm(np.asarray(p["radial"])))
-        shift = lambda t: {**p, "radial": p["radial"] + t * unravel(jnp.asarray(d))}  # noqa: E731
+        h = 1e-5 * float(np.linalg.norm(np.asarray(p.radial.dense())))
+        shift = lambda t: p.replace(radial=jax.tree_util.tree_map(  # noqa: E731
+            lambda a, b: a + t * b, p.radial, unravel(jnp.asarray(d))))
         fd = (proj.value(shift(h)) - proj.value(shift(-h))) / (2 * h)
         assert float(flat @ d) == pytest.approx(fd, rel=1e-5, abs=1e-9 * abs(f) / h)
 
@@ -224,4 +229,4 @@ def test_variable_projection_fits_better_at_equal_iterations(dataset, mtp):
     assert vp.history[-1]["f"] < 0.7 * plain.history[-1]["f"]
     # the returned potential carries the exact linear coefficients of its radial part
     solved, _ = linear_solve(mtp, vp.params, prepare(dataset, mtp))
-    np.testing.assert_allclose(np.asarray(solved["moment"]), np.asarray(vp.params["moment"]), rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(solved.moment), np.asarray(vp.params.moment), rtol=1e-6, atol=1e-10)

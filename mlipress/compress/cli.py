@@ -55,7 +55,6 @@ def _fmt_err(err: dict) -> str:
 def cmd_compress(args) -> int:
     from mlipress.compress.files import write_compressed
     from mlipress.compress.fit import fit_compressed
-    from mlipress.evaluator import params_from_mtp
     from mlipress.io import parse_species, read_dataset
     from mlipress.io.mtp import read_mtp
     from mlipress.loss import prepare
@@ -79,7 +78,7 @@ def cmd_compress(args) -> int:
     print(f"compressing {args.potential} with {spec}: {len(data)} training configurations"
           + (f", {len(valid)} validation" if valid is not None else ""))
     if mtp.trained:
-        print(f"{which} errors before: {_fmt_err(rmse(mtp, params_from_mtp(mtp), eval_set))}")
+        print(f"{which} errors before: {_fmt_err(rmse(mtp, mtp.params(), eval_set))}")
     t0 = time.perf_counter()
     res = fit_compressed(mtp, data, spec, settings, valid_data=valid)
     out = Path(args.output)

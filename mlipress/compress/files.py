@@ -33,9 +33,8 @@ import numpy as np
 
 from mlipress.io.atomic import atomic_write
 from mlipress.io.mtp import format_mtp, parse_mtp
-from mlipress.model import MTP
+from mlipress.model import MTP, MTPParams
 from mlipress.radial import Dense, MatrixFactorized, TensorTrain
-from mlipress.training import to_mtp
 
 __all__ = ["FORMAT", "VERSION", "sidecar_path", "write_compressed", "read_compressed", "radial_kind"]
 
@@ -63,21 +62,19 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def write_compressed(path, mtp: MTP, params: dict, spec: str | None = None) -> tuple[Path, Path]:
+def write_compressed(path, mtp: MTP, params, spec: str | None = None) -> tuple[Path, Path]:
     """Write the dense ``.mtp`` at ``path`` and the factored sidecar next to it.
 
     ``mtp``: the potential's structure (its coefficients are replaced by ``params``);
-    ``params``: ``{"radial", "species", "moment", "scaling"}`` with ``radial`` a
-    :class:`Dense` / :class:`MatrixFactorized` / :class:`TensorTrain` (or a dense array);
+    ``params``: :class:`~mlipress.model.MTPParams` with ``radial`` a :class:`Dense` /
+    :class:`MatrixFactorized` / :class:`TensorTrain`;
     ``spec``: optional spec string recorded in the header (e.g. ``"rmf:6"``).
     Returns ``(mtp_path, sidecar_path)``.
     """
     path = Path(path)
-    radial = params["radial"]
-    if not hasattr(radial, "dense"):
-        radial = Dense.from_dense(radial)
+    radial = params.radial
     kind = radial_kind(radial)
-    text = format_mtp(to_mtp(mtp, {**params, "radial": radial}))
+    text = format_mtp(mtp.with_params(params))
     rank = radial.rank
     header = {
         "format": FORMAT, "version": VERSION, "kind": kind, "spec": spec,
@@ -85,9 +82,9 @@ def write_compressed(path, mtp: MTP, params: dict, spec: str | None = None) -> t
         "dims": list(radial.dims), "mtp_sha256": _sha(text),
     }
     arrays = {name: np.asarray(getattr(radial, name), dtype=np.float64) for name in _ARRAYS[kind]}
-    arrays["species"] = np.asarray(params["species"], dtype=np.float64)
-    arrays["moment"] = np.asarray(params["moment"], dtype=np.float64)
-    arrays["scaling"] = np.asarray(params["scaling"], dtype=np.float64)
+    arrays["species"] = np.asarray(params.species, dtype=np.float64)
+    arrays["moment"] = np.asarray(params.moment, dtype=np.float64)
+    arrays["scaling"] = np.asarray(params.scaling, dtype=np.float64)
     buf = io.BytesIO()
     np.savez(buf, header=np.array(json.dumps(header)), **arrays)
     side = sidecar_path(path)
@@ -96,10 +93,10 @@ def write_compressed(path, mtp: MTP, params: dict, spec: str | None = None) -> t
     return path, side
 
 
-def read_compressed(path, check_hash: bool = True) -> tuple[MTP, dict, dict]:
+def read_compressed(path, check_hash: bool = True) -> tuple[MTP, MTPParams, dict]:
     """Read ``path`` (.mtp) and its sidecar -> ``(mtp, params, header)``.
 
-    ``params["radial"]`` is the factored parametrisation exactly as written; ``mtp`` is the
+    ``params.radial`` is the factored parametrisation exactly as written; ``mtp`` is the
     dense potential of the ``.mtp``. Raises ``ValueError`` when the sidecar is missing, of an
     unknown format/version, written for another ``.mtp`` (``check_hash``) or of the wrong shape.
     """
@@ -129,4 +126,4 @@ def read_compressed(path, check_hash: bool = True) -> tuple[MTP, dict, dict]:
         radial = Dense(arrs["C"])
     if radial.shape != mtp.radial_shape:
         raise ValueError(f"{side}: radial shape {radial.shape} does not match {path} {mtp.radial_shape}")
-    return mtp, {"radial": radial, "species": species, "moment": moment, "scaling": scaling}, header
+    return mtp, MTPParams(radial, species, moment, scaling), header

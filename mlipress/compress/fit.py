@@ -7,7 +7,7 @@ parse_radial_spec`):
 - ``dense``: the base MTP, :func:`mlipress.training.train` unchanged.
 - ``mf:R`` (``C = reshape(U V^T)``, section II.C) and ``tt:R1,R2,R3`` (tensor train, section
   II.C): Euclidean BFGS (section II.D.2.a) over species, moment and the factors, run by
-  :func:`mlipress.training.train` with ``params["radial"]`` a :class:`~mlipress.radial.
+  :func:`mlipress.training.train` with ``params.radial`` a :class:`~mlipress.radial.
   MatrixFactorized` / :class:`~mlipress.radial.TensorTrain` (the evaluator works in factored
   form). The trainer's periodic step *orthonormalises* ``C`` before its linear solve, which is
   only meaningful for a dense ``C`` (and would destroy the factorisation), so it is switched off
@@ -51,7 +51,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlipress.data import Dataset
-from mlipress.evaluator import params_from_mtp
 from mlipress.loss import Objective, prepare
 from mlipress.model import MTP
 from mlipress.optim import bfgs, mfra, rbfgs
@@ -65,8 +64,7 @@ from mlipress.radial import (
     parse_radial_spec,
     to_matrix,
 )
-from mlipress.training import TrainResult, TrainSettings, linear_solve, rmse, scaling_search, to_mtp, train
-from mlipress.training.init import initial_params
+from mlipress.training import TrainResult, TrainSettings, linear_solve, rmse, scaling_search, train
 from mlipress.training.projection import optimisation_target
 from mlipress.training.trainer import preconditioner
 
@@ -75,7 +73,6 @@ __all__ = [
     "fit_compressed",
     "initial_compressed_params",
     "rmf_objective",
-    "split_xi",
     "join_xi",
     "MFRA_R_MIN",
     "MFRA_DELTA_R",
@@ -89,7 +86,7 @@ MFRA_DELTA_R = 2
 @dataclass(frozen=True, eq=False)
 class CompressedResult(TrainResult):
     """:class:`TrainResult` plus ``spec`` (the parsed :class:`RadialSpec`), ``radial`` (the fitted
-    parametrisation, also ``params["radial"]``) and, for MFRA, ``rank_history`` ((k, r), ...)."""
+    parametrisation, also ``params.radial``) and, for MFRA, ``rank_history`` ((k, r), ...)."""
 
     spec: RadialSpec | None = None
     radial: Any = None
@@ -101,40 +98,31 @@ class CompressedResult(TrainResult):
 # ------------------------------------------------------------------------------------------
 
 
-def join_xi(params: dict) -> np.ndarray:
-    """``xi = [species (N_T,) | moment (S,)]``: the linear parameters of section II.D.2.b."""
-    return np.concatenate([np.asarray(params["species"], np.float64).ravel(),
-                           np.asarray(params["moment"], np.float64).ravel()])
+def join_xi(params) -> np.ndarray:
+    """``xi = [species (N_T,) | moment (S,)]``: the linear parameters of section II.D.2.b
+    (``params.linear``)."""
+    return np.asarray(params.linear, np.float64)
 
 
-def split_xi(xi, n_species: int) -> tuple:
-    """Inverse of :func:`join_xi`: ``(species, moment)`` as JAX arrays."""
-    xi = jnp.asarray(xi, dtype=jnp.float64)
-    return xi[:n_species], xi[n_species:]
-
-
-def rmf_objective(obj: Objective, scaling):
+def rmf_objective(obj: Objective, template):
     """``(value_and_grad(xi, X), value(xi, X))`` over the Riemannian variables of R-MF.
 
     ``X`` is the dense unfolding ``Chat = to_matrix(C)`` (N_T^2, N_f N_b), ``xi`` as in
     :func:`join_xi`; the gradients are Euclidean, ``(dL/dxi, dL/dX)`` (the R-BFGS of Algorithm 2
     projects ``dL/dX`` onto the tangent space of the fixed-rank manifold itself). ``obj`` may be
-    a :class:`~mlipress.training.projection.ProjectedObjective` (``dL/dxi = 0``).
+    a :class:`~mlipress.training.projection.ProjectedObjective` (``dL/dxi = 0``). ``template``:
+    params supplying everything else (the MTP's scaling).
     """
-    mtp = obj.mtp
-    nt = mtp.species_count
-    shape = mtp.radial_shape
-    scaling = jnp.asarray(scaling)
+    shape = obj.model.radial_shape
+    template = template.replace(scaling=jnp.asarray(template.scaling))
 
     def params_of(xi, X):
-        sp, mo = split_xi(xi, nt)
-        return {"radial": from_matrix(jnp.asarray(X, dtype=jnp.float64), shape), "species": sp,
-                "moment": mo, "scaling": scaling}
+        radial = Dense(from_matrix(jnp.asarray(X, dtype=jnp.float64), shape))
+        return template.replace(radial=radial).with_linear(jnp.asarray(xi, dtype=jnp.float64))
 
     def value_and_grad(xi, X):
         f, g = obj.value_and_grad(params_of(xi, X))
-        g_xi = np.concatenate([np.asarray(g["species"]), np.asarray(g["moment"])])
-        return f, (g_xi, np.asarray(to_matrix(jnp.asarray(g["radial"]))))
+        return f, (np.asarray(g.linear), np.asarray(to_matrix(jnp.asarray(g.radial.C))))
 
     def value(xi, X):
         return obj.value(params_of(xi, X))
@@ -175,8 +163,9 @@ def _truncate(spec: RadialSpec, C):
 
 
 def initial_compressed_params(mtp: MTP, data, spec: RadialSpec | str, settings: TrainSettings,
-                              resolve: bool = True) -> dict:
-    """The starting parameter dict of :func:`fit_compressed` (``radial`` is a parametrisation).
+                              resolve: bool = True):
+    """The starting :class:`~mlipress.model.MTPParams` of :func:`fit_compressed` (``radial`` is the
+    chosen parametrisation).
 
     Trained ``mtp``: truncation of its ``C`` (:func:`_truncate`), then, with ``resolve``, an
     exact linear solve of species + moment kept only if it lowers ``f``. Untrained: random
@@ -186,14 +175,14 @@ def initial_compressed_params(mtp: MTP, data, spec: RadialSpec | str, settings: 
     spec = parse_radial_spec(spec) if isinstance(spec, str) else spec
     obj = Objective(mtp, data)
     if mtp.trained:
-        base = params_from_mtp(mtp)
-        params = {**base, "radial": _truncate(spec, np.asarray(base["radial"]))}
+        base = mtp.params()
+        params = base.replace(radial=_truncate(spec, np.asarray(base.radial.dense())))
         if resolve:
             p, loss = linear_solve(mtp, params, data)
-            if loss + float(obj._penalty(p)) <= obj.value(params):
+            if loss + obj.penalty(p) <= obj.value(params):
                 params = p
         return params
-    params = {**initial_params(mtp, settings.seed), "radial": _random_param(spec, mtp.radial_shape, settings.seed)}
+    params = mtp.init(settings.seed).replace(radial=_random_param(spec, mtp.radial_shape, settings.seed))
     params, _, _ = scaling_search(mtp, params, data, settings.scaling_grid, settings.scaling_refine)
     return params
 
@@ -206,7 +195,7 @@ def initial_compressed_params(mtp: MTP, data, spec: RadialSpec | str, settings: 
 def _with_linear_solves(inner, radial0, obj: Objective, data, every: int):
     """Optimiser factory result wrapping BFGS for factored radial parts inside :func:`train`.
 
-    ``init(params)``: a dense ``params["radial"]`` (what the trainer passes) is replaced by the
+    ``init(params)``: a dense ``params.radial`` (what the trainer passes) is replaced by the
     prepared parametrisation ``radial0``. ``step``: one BFGS step, then every ``every``
     iterations an exact linear solve of species + moment with the factors unchanged, accepted
     (with a BFGS reset) only when ``f`` does not increase. The state is the plain
@@ -214,18 +203,18 @@ def _with_linear_solves(inner, radial0, obj: Objective, data, every: int):
     """
     from mlipress.optim import Optimizer
 
-    mtp = obj.mtp
+    mtp = obj.model
 
     def init(params):
-        if not hasattr(params["radial"], "dense"):
-            params = {**params, "radial": radial0}
+        if isinstance(params.radial, Dense) and not isinstance(radial0, Dense):
+            params = params.replace(radial=radial0)
         return inner.init(params)
 
     def step(state):
         state = inner.step(state)
         if every and state.iteration % every == 0:
             p, loss = linear_solve(mtp, state.params, data)
-            f = loss + float(obj._penalty(p))
+            f = loss + obj.penalty(p)
             if f <= state.value:
                 state = inner.reset(state, p)
         return state
@@ -238,10 +227,10 @@ def _fit_via_trainer(mtp, train_data, spec, settings, valid_data, out) -> Compre
     data = prepare(_as_dataset(train_data), mtp, s.weights, max_atoms=s.max_atoms)
     obj = Objective(mtp, data)
     params0 = initial_compressed_params(mtp, data, spec, s)
-    radial0 = params0["radial"]
+    radial0 = params0.radial
     # the trainer starts from a trained potential's dense C; hand it the dense form of params0,
     # the wrapper swaps in the factors (identical C) at init
-    start = to_mtp(mtp, params0)
+    start = mtp.with_params(params0)
     every = s.linear_solve_every
 
     h0 = preconditioner(obj, s)
@@ -254,10 +243,10 @@ def _fit_via_trainer(mtp, train_data, spec, settings, valid_data, out) -> Compre
     params = res.params
     if every:
         p, loss = linear_solve(mtp, params, data)
-        if loss + float(obj._penalty(p)) <= obj.value(params):
+        if loss + obj.penalty(p) <= obj.value(params):
             params = p
-    return CompressedResult(to_mtp(mtp, params), params, res.history, res.state, res.stop_reason,
-                            spec=spec, radial=params["radial"])
+    return CompressedResult(mtp.with_params(params), params, res.history, res.state, res.stop_reason,
+                            spec=spec, radial=params.radial)
 
 
 # ------------------------------------------------------------------------------------------
@@ -321,21 +310,17 @@ def _fit_rmf(mtp, train_data, spec, s, valid_data, out) -> CompressedResult:
     valid = _prepare_valid(valid_data, mtp, s)
     obj, finish = optimisation_target(Objective(mtp, data), s.variable_projection)
     p0 = initial_compressed_params(mtp, data, spec, s)
-    nt, scaling = mtp.species_count, p0["scaling"]
-    vg, v = rmf_objective(obj, scaling)
+    vg, v = rmf_objective(obj, p0)
     opt = rbfgs(vg, spec.rank, v)
-    rad0 = p0["radial"]
-    x0 = (join_xi(p0), _mf_to_point(rad0))
+    x0 = (join_xi(p0), _mf_to_point(p0.radial))
 
     def to_params(state):
         xi, point = state.params
-        sp, mo = split_xi(xi, nt)
-        return finish({"radial": _point_to_mf(point, mtp.radial_shape), "species": sp, "moment": mo,
-                       "scaling": scaling})
+        return finish(p0.replace(radial=_point_to_mf(point, mtp.radial_shape)).with_linear(jnp.asarray(xi)))
 
     state, history, reason = _loop(opt, x0, to_params, mtp, data, valid, s, out)
     params = to_params(state)
-    return CompressedResult(to_mtp(mtp, params), params, history, state, reason, spec=spec, radial=params["radial"])
+    return CompressedResult(mtp.with_params(params), params, history, state, reason, spec=spec, radial=params.radial)
 
 
 def _mf_to_point(param: MatrixFactorized):
@@ -365,25 +350,22 @@ def _fit_mfra(mtp, train_data, spec, s, valid_data, out, interval="auto") -> Com
     valid = _prepare_valid(valid_data, mtp, s)
     obj, finish = optimisation_target(Objective(mtp, data), s.variable_projection)
     p0 = initial_compressed_params(mtp, data, spec, s)
-    nt, scaling, shape = mtp.species_count, p0["scaling"], mtp.radial_shape
-    vg, v = rmf_objective(obj, scaling)
+    shape = mtp.radial_shape
+    vg, v = rmf_objective(obj, p0)
     r_min = min(MFRA_R_MIN, spec.rank)
     opt = mfra(vg, r_max=spec.rank, r_min=r_min, delta_r=MFRA_DELTA_R, interval=interval,
                max_iter=max(s.max_iter, 1), value_dense=v)
-    rad0 = p0["radial"]
-    x0 = {"xi": join_xi(p0), "U": rad0.U, "V": rad0.V}
+    x0 = {"xi": join_xi(p0), "U": p0.radial.U, "V": p0.radial.V}
 
     def to_params(state):
         p = state.params
-        sp, mo = split_xi(p["xi"], nt)
-        return finish({"radial": MatrixFactorized.checked(p["U"], p["V"], shape), "species": sp, "moment": mo,
-                       "scaling": scaling})
+        return finish(p0.replace(radial=MatrixFactorized.checked(p["U"], p["V"], shape)).with_linear(jnp.asarray(p["xi"])))
 
     state, history, reason = _loop(opt, x0, to_params, mtp, data, valid, s, out,
                                    on_step=lambda st: {"rank": int(st.rank)})
     params = to_params(state)
-    return CompressedResult(to_mtp(mtp, params), params, history, state, reason, spec=spec,
-                            radial=params["radial"], rank_history=tuple(state.rank_history))
+    return CompressedResult(mtp.with_params(params), params, history, state, reason, spec=spec,
+                            radial=params.radial, rank_history=tuple(state.rank_history))
 
 
 # ------------------------------------------------------------------------------------------
@@ -399,15 +381,14 @@ def fit_compressed(mtp: MTP, train_data, spec: RadialSpec | str, settings: Train
     untrained (random factors + scaling search). ``settings``: :class:`TrainSettings`
     (``max_iter``, ``seed``, ``linear_solve_every``, tolerances, weights, logging).
     ``mfra_interval``: Algorithm 1's s ("auto" = 4% of ``max_iter``, paper default).
-    Returns a :class:`CompressedResult` whose ``params["radial"]`` is the fitted parametrisation.
+    Returns a :class:`CompressedResult` whose ``params.radial`` is the fitted parametrisation.
     """
     spec = parse_radial_spec(spec) if isinstance(spec, str) else spec
     out = sys.stdout if out is None else out
     if spec.kind == "dense":
         res = train(mtp, train_data, settings, valid_data=valid_data, out=out)
-        params = {**res.params, "radial": Dense.from_dense(res.params["radial"])}
-        return CompressedResult(res.mtp, params, res.history, res.state, res.stop_reason, spec=spec,
-                                radial=params["radial"])
+        return CompressedResult(res.mtp, res.params, res.history, res.state, res.stop_reason, spec=spec,
+                                radial=res.params.radial)
     if spec.kind in ("mf", "tt"):
         return _fit_via_trainer(mtp, train_data, spec, settings, valid_data, out)
     if spec.kind == "rmf":

@@ -74,16 +74,14 @@ def evaluate_params(mtp, params, valid, weights, max_atoms: int = 2048, prepared
     the same values (to round-off) and shares one compilation across ranks and kinds.
     ``prepared``: an already prepared validation set (:func:`mlipress.loss.prepare`).
     """
-    from mlipress.evaluator import params_from_mtp
     from mlipress.loss import Objective, prepare
     from mlipress.metrics import error_report
     from mlipress.predict import predict_dataset
-    from mlipress.training import to_mtp
 
-    dense_mtp = to_mtp(mtp, params)
+    dense_mtp = mtp.with_params(params)
     valid = _as_dataset(valid)
     data = prepared if prepared is not None else prepare(valid, mtp, weights, max_atoms=max_atoms)
-    loss = Objective(mtp, data, weights).value(params_from_mtp(dense_mtp))
+    loss = Objective(mtp, data, weights).value(dense_mtp.params())
     rep = error_report(valid.configurations, predict_dataset(dense_mtp, valid).configurations)
     def get(key, stat="rmse", scale=1.0):
         return None if rep[key][stat] is None else rep[key][stat] * scale

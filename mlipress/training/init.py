@@ -28,7 +28,7 @@ import numpy as np
 
 from mlipress.loss import TrainingData
 from mlipress.model import MTP
-from mlipress.training.linear import linear_solve, orthonormalise_radial
+from mlipress.training.linear import linear_solve
 
 __all__ = ["initial_params", "scaling_search", "DEFAULT_LOG10_GRID"]
 
@@ -38,20 +38,10 @@ DEFAULT_LOG10_GRID: tuple[float, ...] = tuple(np.arange(-3.0, 1.01, 0.5).round(2
 _INV_PHI = (math.sqrt(5.0) - 1.0) / 2.0
 
 
-def initial_params(mtp: MTP, seed: int = 0, scaling: float = 1.0) -> dict:
-    """Parameter pytree ``{"radial", "species", "moment", "scaling"}`` of a fresh start.
-
-    ``radial``: (N_T, N_T, N_f, R) with orthonormal radial functions c_mu (random, from
-    ``seed``); ``species``, ``moment`` zero; ``scaling`` as given. Reproducible for a seed.
-    """
-    rng = np.random.default_rng(seed)
-    C = orthonormalise_radial(rng.standard_normal(mtp.radial_shape))
-    return {
-        "radial": jnp.asarray(C),
-        "species": jnp.zeros(mtp.species_count),
-        "moment": jnp.zeros(mtp.moments.scalar_count),
-        "scaling": jnp.asarray(float(scaling)),
-    }
+def initial_params(mtp: MTP, seed: int = 0, scaling: float = 1.0):
+    """:meth:`MTP.init` (random orthonormal radial functions from ``seed``, species and moment
+    coefficients zero) with the given ``scaling``. Reproducible for a seed."""
+    return mtp.init(seed).replace(scaling=jnp.asarray(float(scaling)))
 
 
 def scaling_search(
@@ -80,7 +70,7 @@ def scaling_search(
 
     def f(log_s: float) -> float:
         if log_s not in cache:
-            p, loss = linear_solve(mtp, {**params, "scaling": jnp.asarray(10.0**log_s)}, data)
+            p, loss = linear_solve(mtp, params.replace(scaling=jnp.asarray(10.0**log_s)), data)
             loss = loss if np.isfinite(loss) else np.inf
             cache[log_s] = (p, loss)
             trials.append((10.0**log_s, loss))

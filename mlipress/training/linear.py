@@ -1,7 +1,10 @@
-"""Exact least-squares solve of the linear MTP coefficients, and radial orthonormalisation.
+"""Exact least-squares solve of a model's linear coefficients, and radial orthonormalisation.
 
 REFERENCE.md section 3: MLIP-2 interleaves BFGS with an exact solve of the coefficients the
-model is linear in. With the radial part fixed, a configuration's energy is
+model is linear in. :func:`linear_solve` works for any model of the contract
+(:mod:`mlipress.models.base`) through its ``features_fn``: the columns d(E, F, virial) /
+d(params.linear). For the MTP (:func:`mtp_features_fn`), with the radial part fixed, a
+configuration's energy is
 
     E = sum_t species[t] n_t + moment . sum_i B(i)          (n_t: atoms of species t)
 
@@ -36,10 +39,9 @@ import numpy as np
 
 from mlipress.evaluator import StructureKey, make_moments_fn
 from mlipress.loss import TrainingChunk, TrainingData
-from mlipress.model import MTP
 from mlipress.neighbors import NeighborBatch
 
-__all__ = ["linear_solve", "orthonormalise_radial"]
+__all__ = ["linear_solve", "mtp_features_fn", "orthonormalise_radial"]
 
 # Memory per block of atoms in the design matrix (bytes).
 _BLOCK_BYTES = 2.5e8
@@ -100,9 +102,12 @@ def _sparse_jacobian_plan(plan) -> _SparseJacobianPlan:
                                entries.astype(np.int32), rows.astype(np.int32), cols.astype(np.int32))
 
 
-@functools.lru_cache(maxsize=8)
-def _design_fn(key: StructureKey):
-    """Columns d(E, F, virial)/d moment by the chain rule through the two moment stages.
+def mtp_features_fn(mtp):
+    """``features(params, batch) -> (energy (C, P), forces (A, 3, P), virial (C, 3, 3, P))``:
+    the columns of an MTP's linear part ``[species | moment]``, P = N_T + S (the MTP's
+    ``features_fn`` of the model contract).
+
+    Columns d(E, F, virial)/d moment by the chain rule through the two moment stages.
 
     With site basis functions B(i) = P(b(i)) of the basic moments b(i) = sum_j t(r_ij):
     dB(i)/dr_ij = [dP/db](i) . dt/dr_ij. The per-pair term derivatives dt/dr_ij are three
@@ -111,7 +116,6 @@ def _design_fn(key: StructureKey):
     the force pass once per basis function instead (S tangents through the reverse pass)
     was 2x slower at level 10 and 15x at level 20.
     """
-    mtp = key.mtp
     moments = make_moments_fn(mtp)
     plan = moments.plan
     sparse = _sparse_jacobian_plan(plan)
@@ -129,10 +133,7 @@ def _design_fn(key: StructureKey):
 
     entries = sum(len(st[2]) for st in sparse.stages)
 
-    @jax.jit
-    def design(params, batch):
-        """Atoms per species (C, N_T) and columns d(E, F, virial)/d moment: (C, S),
-        (A, 3, S), (C, 3, 3, S)."""
+    def features(params, batch):
         (A, K), C = batch.mask.shape, batch.n_configs
         # atoms per block: bound the memory of H (S x n_basic), G (K x 3 x S) and the stage values
         block = int(min(A, max(8, _BLOCK_BYTES // (8 * (S * n_basic + 3 * S * K + entries + sparse.nnz)))))
@@ -165,48 +166,51 @@ def _design_fn(key: StructureKey):
         init = (jnp.zeros((A + pad + 1, 3, S)), jnp.zeros((C + 1, 3, 3, S)), jnp.zeros((C + 1, S)))
 
         (forces, virial, energy), _ = jax.lax.scan(one_block, init, (blocks, starts))
+        # species energies: atoms per species in the energy rows, nothing in forces and virial
         onehot = jax.nn.one_hot(batch.types_i, nt, dtype=jnp.float64)
         counts = jax.ops.segment_sum(onehot, batch.config_index, C + 1)[:C]
-        return counts, energy[:C], forces[:A], virial[:C]
+        return (jnp.concatenate([counts, energy[:C]], axis=1),
+                jnp.concatenate([jnp.zeros((A, 3, nt)), forces[:A]], axis=2),
+                jnp.concatenate([jnp.zeros((C, 3, 3, nt)), virial[:C]], axis=3))
 
-    return design
+    return features
 
 
-def _weighted_rows(chunk: TrainingChunk, design) -> np.ndarray:
+@functools.lru_cache(maxsize=8)
+def _compiled_features(key: StructureKey):
+    return jax.jit(key.model.features_fn())
+
+
+def _weighted_rows(chunk: TrainingChunk, features) -> np.ndarray:
     """Nonzero rows of sqrt(w) [X | y] of one chunk (at most C + 3A + 9C rows, P + 1 columns)."""
-    counts, dE, dF, dV = (np.asarray(a) for a in design)
-    C, A, S = dE.shape[0], dF.shape[0], dE.shape[1]
-    nt = counts.shape[1]
+    dE, dF, dV = (np.asarray(a) for a in features)
+    P = dE.shape[1]
     se, sf, sv = (np.sqrt(np.asarray(w)) for w in (chunk.w_energy, chunk.w_force, chunk.w_stress))
     energy, forces, virial = (np.asarray(a) for a in (chunk.energy, chunk.forces, chunk.virial))
-    top = np.hstack([counts, dE, energy[:, None]]) * se[:, None]
-    forces = np.concatenate(
-        [np.zeros((A, 3, nt)), dF, forces[..., None]], axis=2
-    ) * sf[:, None, None]
-    vir = np.concatenate(
-        [np.zeros((C, 3, 3, nt)), dV, virial[..., None]], axis=3
-    ) * sv[:, None, None, None]
-    rows = np.vstack([top, forces.reshape(-1, nt + S + 1), vir.reshape(-1, nt + S + 1)])
+    top = np.hstack([dE, energy[:, None]]) * se[:, None]
+    forces = np.concatenate([dF, forces[..., None]], axis=2) * sf[:, None, None]
+    vir = np.concatenate([dV, virial[..., None]], axis=3) * sv[:, None, None, None]
+    rows = np.vstack([top, forces.reshape(-1, P + 1), vir.reshape(-1, P + 1)])
     keep = np.any(rows[:, :-1] != 0, axis=1) | (rows[:, -1] != 0)
     return rows[keep]
 
 
-def linear_solve(mtp: MTP, params: dict, data: TrainingData, ridge: float = 1e-10) -> tuple[dict, float]:
-    """``(params with exact species and moment, loss of E/F/S residuals at the solution)``.
+def linear_solve(model, params, data: TrainingData, ridge: float = 1e-10):
+    """``(params with exact linear coefficients, loss of E/F/S residuals at the solution)``.
 
     ``data``: :func:`mlipress.loss.prepare` output; its effective weights (``w_energy``,
     ``w_force``, ``w_stress``) define the residuals, so the solve minimises exactly the data
     part of :class:`mlipress.loss.Objective`. The loss returned is that part,
     ``(1/K) sum_k L_k`` (no radial penalty, which does not depend on the linear
-    coefficients), computed from the QR residual. ``params["radial"]`` (dense or any
-    parametrisation) and ``params["scaling"]`` are used as given. See the module docstring.
+    coefficients), computed from the QR residual. Every field of ``params`` but the linear
+    ones (an MTP's radial part, dense or factored, and scaling) is used as given; ``model``
+    is any model of the contract (:mod:`mlipress.models.base`). See the module docstring.
     """
-    design = _design_fn(StructureKey(mtp))
-    nt, S = mtp.species_count, mtp.moments.scalar_count
-    P = nt + S
+    features = _compiled_features(StructureKey(model))
+    P = int(params.linear.shape[0])
     R = np.zeros((0, P + 1))
     for chunk in data.chunks:
-        rows = _weighted_rows(chunk, design(params, chunk.batch))
+        rows = _weighted_rows(chunk, features(params, chunk.batch))
         R = np.linalg.qr(np.vstack([R, rows]), mode="r")
         R = R[: P + 1]
     if R.shape[0] < P + 1:
@@ -220,8 +224,7 @@ def linear_solve(mtp: MTP, params: dict, data: TrainingData, ridge: float = 1e-1
     theta = phi / scale
     # loss at theta: |R theta - z|^2 + residual outside the range of R
     loss = (float(np.sum((Rx @ theta - z) ** 2)) + res) / data.n_configs
-    new = {**params, "species": jnp.asarray(theta[:nt]), "moment": jnp.asarray(theta[nt:])}
-    return new, loss
+    return params.with_linear(theta), loss
 
 
 def orthonormalise_radial(C) -> np.ndarray:

@@ -68,7 +68,7 @@ def gauss_newton_diagonal(objective: Objective, params, probes: int = 4, seed: i
         data = dataclasses.replace(
             objective.data, chunks=tuple(_perturbed_chunk(c, rng, eps) for c in objective.data.chunks)
         )
-        probe = wrap(Objective(objective.mtp, data, objective.weights, frozen=objective.frozen))
+        probe = wrap(Objective(objective.model, data, objective.weights))
         _, g = probe.value_and_grad(params)
         acc += (np.asarray(ravel_pytree(g)[0]) - g0) ** 2
     gn = acc / (probes * eps * eps)

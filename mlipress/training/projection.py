@@ -14,44 +14,35 @@ projecting at every evaluation exploits (benchmarks/training_schemes.py compares
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 from mlipress.loss import Objective
+from mlipress.models.base import nonlinear_bytes
 from mlipress.training.linear import linear_solve
 
 __all__ = ["ProjectedObjective", "optimisation_target"]
 
-LINEAR = ("species", "moment")
-
 
 class ProjectedObjective:
     """``value`` / ``value_and_grad`` of F(c) over the same params pytree as :class:`Objective`
-    (the species and moment entries are ignored on input and get a zero gradient, so an
+    (the linear fields, ``params.LINEAR``, are ignored on input and get a zero gradient, so an
     optimiser leaves them alone); ``complete(params)`` returns params with theta*(c)."""
 
     def __init__(self, objective: Objective):
         self.objective = objective
-        self.mtp, self.data = objective.mtp, objective.data
-        self._cache: list[tuple[bytes, dict, float]] = []
+        self.model, self.data = objective.model, objective.data
+        self._cache: list[tuple[bytes, object, float]] = []
 
-    def _key(self, params) -> bytes:
-        leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(params["radial"])]
-        return b"".join(x.tobytes() for x in leaves) + np.asarray(params["scaling"]).tobytes()
-
-    def _solve(self, params) -> tuple[dict, float]:
-        key = self._key(params)
+    def _solve(self, params):
+        key = nonlinear_bytes(params)
         for k, p, f in self._cache:
             if k == key:
                 return p, f
         obj = self.objective
-        p, loss = linear_solve(obj.mtp, params, obj.data)
-        f = loss + float(obj._penalty(p))
+        p, loss = linear_solve(obj.model, params, obj.data)
+        f = loss + obj.penalty(p)
         self._cache = [(key, p, f)] + self._cache[:3]
         return p, f
 
-    def complete(self, params) -> dict:
+    def complete(self, params):
         return self._solve(params)[0]
 
     def value(self, params) -> float:
@@ -60,7 +51,7 @@ class ProjectedObjective:
     def value_and_grad(self, params):
         p, _ = self._solve(params)
         f, g = self.objective.value_and_grad(p)
-        return f, {**g, **{k: jnp.zeros_like(g[k]) for k in LINEAR}}
+        return f, g.zeroed(g.LINEAR)
 
 
 def optimisation_target(objective: Objective, variable_projection: bool):

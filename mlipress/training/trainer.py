@@ -54,13 +54,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlipress.data import Dataset
-from mlipress.evaluator import jitted_efs, params_from_mtp
+from mlipress.evaluator import jitted_efs
 from mlipress.io.atomic import atomic_write
 from mlipress.loss import LossWeights, Objective, TrainingData, prepare
+from mlipress.metrics import error_statistics
 from mlipress.model import MTP
 from mlipress.optim import bfgs
-from mlipress.training.init import initial_params, scaling_search
-from mlipress.training.linear import linear_solve, orthonormalise_radial
+from mlipress.training.init import scaling_search
+from mlipress.training.linear import linear_solve
 from mlipress.training.precondition import inverse_gauss_newton_diagonal
 from mlipress.training.projection import optimisation_target
 
@@ -173,42 +174,31 @@ class TrainResult:
     stop_reason: str = ""
 
 
-def to_mtp(mtp: MTP, params: dict) -> MTP:
-    """``mtp`` with the (dense) coefficients of ``params``."""
-    radial = params["radial"]
-    C = radial.dense() if hasattr(radial, "dense") else radial
-    return replace(
-        mtp,
-        radial_coeffs=np.asarray(C, dtype=np.float64),
-        species_coeffs=np.asarray(params["species"], dtype=np.float64),
-        moment_coeffs=np.asarray(params["moment"], dtype=np.float64),
-        scaling=float(params["scaling"]),
-    )
+def to_mtp(mtp: MTP, params) -> MTP:
+    """``mtp`` carrying ``params`` (``mtp.with_params(params)``; the dense C of a factored
+    radial part)."""
+    return mtp.with_params(params)
 
 
-def rmse(mtp: MTP, params: dict, data: TrainingData) -> dict:
-    """Unweighted training errors: energy RMSE per atom (eV/atom), force RMSE per Cartesian
-    component (eV/A, MLIP-2 convention), virial RMSE per component (eV)."""
-    efs = jitted_efs(mtp)
-    se = sf = sv = 0.0
-    ne = nf = nv = 0
+def rmse(model, params, data: TrainingData) -> dict:
+    """Unweighted errors on prepared data, by :func:`mlipress.metrics.error_statistics` (the
+    definition every error report uses): energy RMSE per atom (eV/atom), force RMSE per
+    Cartesian component (eV/A, MLIP-2 convention), virial RMSE over the 6 independent
+    components (eV)."""
+    efs = jitted_efs(model)
+    de, df, dv = [], [], []
     for ch in data.chunks:
         out = jax.device_get(efs(params, ch.batch))
         n = np.asarray(ch.natoms)
         he, hv = np.asarray(ch.has_energy), np.asarray(ch.has_virial)
-        de = (out["energy"] - np.asarray(ch.energy)) / np.where(n > 0, n, 1.0)
-        se += float(np.sum(de[he] ** 2))
-        ne += int(he.sum())
-        cfg = np.asarray(ch.batch.config_index)
-        hf = np.concatenate([np.asarray(ch.has_forces), [False]])[cfg]
-        df = out["forces"] - np.asarray(ch.forces)
-        sf += float(np.sum(df[hf] ** 2))
-        nf += 3 * int(hf.sum())
-        dv = out["virial"] - np.asarray(ch.virial)
-        sv += float(np.sum(dv[hv] ** 2))
-        nv += 9 * int(hv.sum())
-    r = lambda s, n: math.sqrt(s / n) if n else float("nan")
-    return {"energy_rmse": r(se, ne), "force_rmse": r(sf, nf), "virial_rmse": r(sv, nv)}
+        de.append(((out["energy"] - np.asarray(ch.energy)) / np.where(n > 0, n, 1.0))[he])
+        hf = np.concatenate([np.asarray(ch.has_forces), [False]])[np.asarray(ch.batch.config_index)]
+        df.append((out["forces"] - np.asarray(ch.forces))[hf])
+        dv.append((out["virial"] - np.asarray(ch.virial))[hv])
+    rep = error_statistics(np.concatenate(de), np.concatenate(df), np.concatenate(dv))
+    r = lambda x: x["rmse"] if x["rmse"] is not None else float("nan")  # noqa: E731
+    return {"energy_rmse": r(rep["energy_per_atom_eV"]), "force_rmse": r(rep["forces_eV_per_A"]),
+            "virial_rmse": r(rep["virial_eV"])}
 
 
 def preconditioner(obj: Objective, settings: "TrainSettings"):
@@ -292,6 +282,16 @@ def _fmt_time(s: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def _initial_solve(model, params, data, s: TrainSettings):
+    """Exact linear solve of a fresh start (``(params, data loss)``); MLIP's scaling search
+    (an MTP's ``scaling``, :func:`scaling_search`) when the settings ask for more than the
+    default single trial at scaling 1."""
+    if tuple(s.scaling_grid) == (0.0,) and not s.scaling_refine:
+        return linear_solve(model, params, data)
+    p, loss, _ = scaling_search(model, params, data, s.scaling_grid, s.scaling_refine)
+    return p, loss
+
+
 def _as_dataset(data) -> Dataset:
     if isinstance(data, Dataset):
         return data
@@ -327,7 +327,7 @@ def train(
     target, current = optimisation_target(obj, s.variable_projection)
     opt = (bfgs(target.value_and_grad, target.value, precondition=preconditioner(obj, s)) if optimizer_factory is None
            else optimizer_factory(target.value_and_grad, target.value))
-    penalty_of = lambda p: float(obj._penalty(p))  # noqa: E731 -- the penalty term of f
+    penalty_of = obj.penalty
 
     history: list[dict] = []
     elapsed_before = 0.0
@@ -353,8 +353,7 @@ def train(
         pen = penalty_of
         candidates = []
         if orthonormalise:
-            p = {**params, "radial": jnp.asarray(orthonormalise_radial(params["radial"]))}
-            p, loss = linear_solve(mtp, p, data)
+            p, loss = linear_solve(mtp, mtp.normalise(params), data)
             candidates.append((loss + pen(p), "orthonormalise+solve", p))
         if not candidates or candidates[0][0] > f_now:
             p, loss = linear_solve(mtp, params, data)
@@ -373,7 +372,7 @@ def train(
         if header.get("seed") != s.seed or header.get("n_configs") != data.n_configs:
             raise ValueError(f"checkpoint {ckpt} was written for a different seed or training set")
         # the template only supplies the state's type and pytree structures
-        template = opt.init(params_from_mtp(mtp) if mtp.trained else initial_params(mtp, s.seed))
+        template = opt.init(mtp.params() if mtp.trained else mtp.init(s.seed))
         state = _restore_state(template, header, z)
         recent_restored = [float(v) for v in header["recent"]]
         phase, phase_iter, total_iter = header["phase"], header["phase_iter"], header["total_iter"]
@@ -388,19 +387,17 @@ def train(
     try:
         if not resumed:
             if mtp.trained:
-                params = {**params_from_mtp(mtp)}
+                params = mtp.params()
                 phase = "main"
                 say(f"training a trained potential: {data.n_configs} configurations, {data.n_atoms} atoms")
             else:
-                params = initial_params(mtp, s.seed)
-                params, loss, _ = scaling_search(mtp, params, data, s.scaling_grid, s.scaling_refine)
+                params, loss = _initial_solve(mtp, mtp.init(s.seed), data, s)
                 phase = "pretrain" if s.pretrain_count > 0 else "main"
                 say(
-                    f"untrained potential: random orthonormal radial part (seed {s.seed}), linear solve, "
-                    f"scaling {float(params['scaling']):.4g}, f = {loss + penalty_of(params):.6g}"
+                    f"untrained potential: random start (seed {s.seed}), linear solve, "
+                    f"f = {loss + penalty_of(params):.6g}"
                 )
-                emit({"event": "scaling_search", "iteration": 0, "scaling": float(params["scaling"]),
-                      "f": loss + penalty_of(params), "elapsed": elapsed()})
+                emit({"event": "scaling_search", "iteration": 0, "f": loss + penalty_of(params), "elapsed": elapsed()})
             state = opt.init(params)
 
         n_params = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(state.params))
@@ -491,14 +488,13 @@ def train(
             if phase == "pretrain" and total_iter >= s.max_iter:
                 phase = "done"
             elif phase == "pretrain":
-                params, loss, _ = scaling_search(mtp, state.params, data, s.scaling_grid, s.scaling_refine)
+                params, loss = _initial_solve(mtp, state.params, data, s)
                 phase, phase_iter = "main", 0
                 state = opt.reset(state, params)
                 t_phase, it_phase0 = time.perf_counter(), 0
                 recent = [state.value]
-                say(f"pre-training done; scaling {float(params['scaling']):.4g}, f = {state.value:.6g}")
-                emit({"event": "scaling_search", "iteration": total_iter, "scaling": float(params["scaling"]),
-                      "f": state.value, "elapsed": elapsed()})
+                say(f"pre-training done; linear solve, f = {state.value:.6g}")
+                emit({"event": "scaling_search", "iteration": total_iter, "f": state.value, "elapsed": elapsed()})
             elif phase == "main":
                 phase = "done"
         # a final exact solve, as MLIP ends on one (never increases f)
@@ -521,4 +517,4 @@ def train(
         if log_fh is not None:
             log_fh.close()
     params = current(state.params)
-    return TrainResult(to_mtp(mtp, params), params, history, state, stop_reason)
+    return TrainResult(mtp.with_params(params), params, history, state, stop_reason)

@@ -1,0 +1,135 @@
+"""The model contract: what every potential family gives the rest of the package.
+
+Loss, linear solve, variable projection, fitting loop, calculator and predictions are written
+against this contract only, so a new family (ACE, magnetic MTP, a pair potential) plugs in by
+implementing it in its own module. A model is a frozen value describing the *structure* of a
+potential (species, cutoff, basis); its coefficients live in a separate :class:`Params` pytree,
+so the same compiled functions serve every set of coefficients.
+
+A **model** provides
+
+- ``cutoff`` (Angstrom) and ``n_species`` (type indices 0 .. n_species - 1);
+- ``structure_key()``: a hashable value equal for models of the same structure (compiled
+  functions are cached by it);
+- ``init(seed) -> Params``: a fresh, untrained start (random nonlinear part, zero linear part);
+- ``params() -> Params`` of a trained model (the coefficients it was read with) and
+  ``with_params(params) -> model`` carrying new ones (what is written to a file); ``trained``;
+- ``efs_fn() -> efs(params, batch)``: pure, differentiable in ``params``; returns ``energy``
+  (C,), ``energies`` (A,), ``forces`` (A, 3), ``virial`` (C, 3, 3) (MLIP's PlusStress, eV) of a
+  padded :class:`~mlipress.neighbors.NeighborBatch`;
+- ``features_fn() -> features(params, batch)``: the columns of the part the model is linear in,
+  ``(energy (C, P), forces (A, 3, P), virial (C, 3, 3, P))`` with ``E = energy @ params.linear``
+  exactly (and so for forces and virial); this is what the exact linear solve, variable
+  projection and (later) MaxVol active learning work on;
+- ``penalty(params) -> scalar``: a regulariser of the nonlinear part (MTP: MLIP's radial
+  orthonormality penalty), multiplied by ``LossWeights.penalty`` in the loss; 0 if none;
+- ``normalise(params) -> params``: a reparametrisation of the nonlinear part applied before the
+  periodic exact solve of MLIP's training scheme (MTP: orthonormal radial functions); the
+  identity where a family has none.
+
+A **params** value is a frozen dataclass registered as a JAX pytree (every field a leaf or a
+pytree, e.g. a low-rank layer from :mod:`mlipress.radial`), declared with :func:`params_class`
+and deriving from :class:`Params`. Two class attributes say what its fields are:
+``LINEAR`` (fields the model is linear in, concatenated in this order into ``params.linear``)
+and ``FROZEN`` (fields no optimiser moves: their gradient is reported as zero).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Model", "Params", "params_class", "nonlinear_bytes"]
+
+
+class Params:
+    """Base of every parameter pytree (see the module docstring)."""
+
+    LINEAR: ClassVar[tuple[str, ...]] = ()
+    FROZEN: ClassVar[tuple[str, ...]] = ()
+
+    def replace(self, **fields):
+        """A copy with some fields replaced (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **fields)
+
+    @property
+    def linear(self) -> jax.Array:
+        """The linear coefficients, flattened and concatenated in ``LINEAR`` order: (P,)."""
+        parts = [jnp.ravel(jnp.asarray(getattr(self, name))) for name in self.LINEAR]
+        return jnp.concatenate(parts) if parts else jnp.zeros(0)
+
+    def with_linear(self, theta):
+        """A copy whose linear fields are taken from the flat vector ``theta`` (P,)."""
+        theta = jnp.asarray(theta)
+        fields, start = {}, 0
+        for name in self.LINEAR:
+            old = jnp.asarray(getattr(self, name))
+            size = math.prod(old.shape)
+            fields[name] = theta[start:start + size].reshape(old.shape)
+            start += size
+        if start != theta.shape[0]:
+            raise ValueError(f"{type(self).__name__}: {theta.shape[0]} linear coefficients given, {start} expected")
+        return dataclasses.replace(self, **fields)
+
+    def zeroed(self, names):
+        """A copy with the given fields replaced by zeros of the same structure (e.g. to report
+        a zero gradient for frozen or projected-out fields)."""
+        return dataclasses.replace(self, **{n: jax.tree_util.tree_map(jnp.zeros_like, getattr(self, n)) for n in names})
+
+
+def params_class(cls):
+    """Class decorator: a frozen dataclass deriving from :class:`Params`, registered as a
+    pytree whose fields are all data (leaves or nested pytrees)."""
+    if not issubclass(cls, Params):
+        raise TypeError(f"{cls.__name__} must derive from mlipress.models.base.Params")
+    cls = dataclasses.dataclass(frozen=True, eq=False)(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for name in cls.LINEAR + cls.FROZEN:
+        if name not in names:
+            raise TypeError(f"{cls.__name__}: {name!r} in LINEAR/FROZEN is not a field")
+    return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
+
+
+def nonlinear_bytes(params: Params) -> bytes:
+    """The bytes of every field except the linear ones: a cache key for results that depend
+    on the nonlinear part only (the exact linear solve of variable projection)."""
+    out = []
+    for f in dataclasses.fields(params):
+        if f.name not in params.LINEAR:
+            out.extend(np.asarray(x).tobytes() for x in jax.tree_util.tree_leaves(getattr(params, f.name)))
+    return b"".join(out)
+
+
+@runtime_checkable
+class Model(Protocol):
+    """The contract of a potential family (module docstring)."""
+
+    @property
+    def cutoff(self) -> float: ...
+
+    @property
+    def n_species(self) -> int: ...
+
+    @property
+    def trained(self) -> bool: ...
+
+    def structure_key(self) -> Any: ...
+
+    def init(self, seed: int = 0) -> Params: ...
+
+    def params(self) -> Params: ...
+
+    def with_params(self, params: Params) -> "Model": ...
+
+    def efs_fn(self) -> Callable: ...
+
+    def features_fn(self) -> Callable: ...
+
+    def penalty(self, params: Params) -> jax.Array: ...
+
+    def normalise(self, params: Params) -> Params: ...
