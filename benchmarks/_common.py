@@ -1,5 +1,13 @@
-"""Helpers shared by the benchmark scripts: where the shared data is, what machine ran the
-benchmark, and writing a result JSON atomically into ``benchmarks/results/``."""
+"""Helpers shared by the benchmark scripts: where the shared data is, the loaders of its data
+sets (NbMoTaW, mlearn), what machine ran the benchmark, and writing a result JSON atomically
+into ``benchmarks/results/``.
+
+Contract: a benchmark script reads the shared data only through these loaders, so every
+script sees the same configurations in the same order (the NbMoTaW groups are the maml
+``*.json`` files of ``nbmotaw/``, sorted by name; training groups are those not ending in
+``_Test``, validation groups the ``*_Test`` ones). Importing this module puts the repository
+on ``sys.path`` and imports neither JAX nor mlipress, so scripts can set XLA flags after it.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +43,57 @@ def shared_data() -> Path:
     if not path.is_dir():
         sys.exit(f"shared data not found at {path}: set MLIPRESS_SHARED_DATA")
     return path
+
+
+#: Type order of every NbMoTaW potential and data set here (Yin et al. 2021).
+NBMOTAW_SPECIES = ("Nb", "Mo", "Ta", "W")
+
+
+def nbmotaw_dir(path=None) -> Path:
+    """The NbMoTaW folder: ``path`` if given, else ``<shared data>/nbmotaw``."""
+    folder = Path(path) if path else shared_data() / "nbmotaw"
+    if not folder.is_dir():
+        sys.exit(f"NbMoTaW data not found at {folder}: pass --data DIR or set MLIPRESS_SHARED_DATA")
+    return folder
+
+
+def nbmotaw_groups(path=None) -> tuple[dict, dict]:
+    """``(training, validation)``: the NbMoTaW groups as ``{file stem: Dataset}``, each in name
+    order (validation: the ``*_Test`` files)."""
+    from mlipress.io import read_maml_json
+
+    train, valid = {}, {}
+    for file in sorted(nbmotaw_dir(path).glob("*.json")):
+        (valid if file.stem.endswith("_Test") else train)[file.stem] = read_maml_json(file, NBMOTAW_SPECIES)
+    return train, valid
+
+
+def nbmotaw(path=None):
+    """``(training, validation)`` :class:`~mlipress.data.Dataset` s: the groups of
+    :func:`nbmotaw_groups`, concatenated in name order."""
+    from mlipress.data import Dataset
+
+    def concat(groups):
+        data = Dataset((), NBMOTAW_SPECIES)
+        for part in groups.values():
+            data = data + part
+        return data
+
+    train, valid = nbmotaw_groups(path)
+    return concat(train), concat(valid)
+
+
+def mlearn_dir(element: str) -> Path:
+    """``<shared data>/mlearn/<element>`` (Zuo et al. 2020: ``training.json``, ``test.json``,
+    ``zuo2020_fitted.mtp``)."""
+    return shared_data() / "mlearn" / element
+
+
+def mlearn(element: str, part: str = "test"):
+    """The mlearn ``part`` (``"training"`` or ``"test"``) set of ``element``, one species."""
+    from mlipress.io import read_maml_json
+
+    return read_maml_json(mlearn_dir(element) / f"{part}.json", species=(element,))
 
 
 def machine(threads: int = 1) -> dict:

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import os
 
-from _common import ONE_THREAD  # noqa: E402
+from _common import ONE_THREAD, RESULTS, nbmotaw_dir, nbmotaw_groups  # noqa: E402  (puts the repo on sys.path)
+from _common import NBMOTAW_SPECIES as SPECIES  # noqa: E402
 
 os.environ.setdefault("XLA_FLAGS", ONE_THREAD)
 
@@ -44,28 +45,10 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-RESULTS = ROOT / "benchmarks" / "results"
-SPECIES = ("Nb", "Mo", "Ta", "W")
 KINDS = ("dense", "mf", "rmf", "tt", "mfra")
 VERDICT_METRICS = {"valid_loss": "validation loss", "energy_mae_meV_per_atom": "E MAE",
                    "force_mae_eV_per_A": "F MAE"}
 LABEL = {"dense": "base", "mf": "MF", "rmf": "R-MF", "tt": "TF", "mfra": "MFRA"}
-
-
-def data_dir(arg: str | None) -> Path:
-    """The NbMoTaW directory: ``--data``, ``$MLIPRESS_SHARED_DATA/nbmotaw`` or the shared default."""
-    if arg:
-        return Path(arg)
-    env = os.environ.get("MLIPRESS_SHARED_DATA")
-    for p in ([Path(env) / "nbmotaw"] if env else []) + [ROOT.parent / "shared" / "data" / "nbmotaw",
-                                                          Path("/work/shared/data/nbmotaw")]:
-        if p.is_dir():
-            return p
-    sys.exit("NbMoTaW data not found: pass --data DIR or set MLIPRESS_SHARED_DATA")
 
 
 def stratified(groups: dict, n: int, seed: int):
@@ -96,12 +79,7 @@ def stratified(groups: dict, n: int, seed: int):
 
 
 def load(ddir: Path, n_train: int, n_valid: int, seed: int):
-    from mlipress.io import read_maml_json
-
-    train, valid = {}, {}
-    for path in sorted(ddir.glob("*.json")):
-        ds = read_maml_json(path, SPECIES)
-        (valid if path.stem.endswith("_Test") else train)[path.stem] = ds
+    train, valid = nbmotaw_groups(ddir)
     tr, tr_counts = stratified(train, n_train, seed)
     va, va_counts = stratified(valid, n_valid, seed + 1)
     return tr, va, tr_counts, va_counts
@@ -161,7 +139,7 @@ def run(args) -> None:
             sys.exit(f"{out} was made with {old}; use --fresh or another --json")
     rows = doc.get("rows", [])
     done = {key_of(r) for r in rows}
-    train, valid, tr_counts, va_counts = load(data_dir(args.data), args.train_configs, args.valid_configs,
+    train, valid, tr_counts, va_counts = load(nbmotaw_dir(args.data), args.train_configs, args.valid_configs,
                                               args.sample_seed)
     config["sizes"] = {"train": len(train), "train_atoms": train.natoms, "valid": len(valid),
                        "valid_atoms": valid.natoms, "train_groups": tr_counts, "valid_groups": va_counts}

@@ -33,15 +33,11 @@ from mlipress.data import matrix_to_voigt  # noqa: E402
 from mlipress.evaluator import jitted_efs, params_from_mtp  # noqa: E402
 from mlipress.io import read_cfg  # noqa: E402
 from mlipress.io.mtp import read_mtp  # noqa: E402
-from mlipress.neighbors import build_batch  # noqa: E402
+from mlipress.batch import build_batch  # noqa: E402
 from mlipress.predict import predict  # noqa: E402
 
 MLIP2_US_PER_ATOM = {10: 13.2, 16: 59.0, 20: 138.0}
 MOTEP_C_US_PER_ATOM = {10: 16.0, 16: 58.0, 20: 142.0}
-
-
-
-
 
 
 def time_level(cubic: Path, level: int, repeat: int) -> dict:

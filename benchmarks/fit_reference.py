@@ -31,25 +31,20 @@ import json  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from _common import RESULTS, machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
+from _common import NBMOTAW_SPECIES, RESULTS, machine, mlearn, mlearn_dir, nbmotaw, nbmotaw_dir, write_result  # noqa: E402
 
 from mlipress.basis import untrained_mtp  # noqa: E402
 from mlipress.data import Dataset  # noqa: E402
-from mlipress.io import read_maml_json  # noqa: E402
 from mlipress.io.mtp import read_mtp, write_mtp  # noqa: E402
 from mlipress.loss import LossWeights  # noqa: E402
 from mlipress.metrics import error_report, summary_row  # noqa: E402
 from mlipress.predict import predict  # noqa: E402
 from mlipress.training import TrainSettings, train  # noqa: E402
 
-NBMOTAW = ("Nb", "Mo", "Ta", "W")
 PUBLISHED = {"Li": (16, 0.49, 0.01), "Mo": (20, 2.83, 0.09), "Si": (24, 2.21, 0.06)}
-
-
 
 
 def subset(data: Dataset, n: int, seed: int) -> Dataset:
@@ -59,35 +54,22 @@ def subset(data: Dataset, n: int, seed: int) -> Dataset:
     return data[list(idx)]
 
 
-
-
-def load(target: str, data_dir: Path):
+def load(target: str):
     """(train, validation, level, species, min_dist, cutoff, reference)"""
     if target.startswith("mlearn-"):
         element = target.split("-", 1)[1]
         level, e_pub, f_pub = PUBLISHED[element]
-        folder = data_dir / "mlearn" / element
-        zuo = read_mtp(folder / "zuo2020_fitted.mtp")
-        train_set = read_maml_json(folder / "training.json", species=(element,))
-        test_set = read_maml_json(folder / "test.json", species=(element,))
+        zuo = read_mtp(mlearn_dir(element) / "zuo2020_fitted.mtp")
+        train_set, test_set = mlearn(element, "training"), mlearn(element, "test")
         reference = {"name": "Zuo et al. 2020", "published_energy_mae_meV_per_atom": e_pub,
                      "published_force_mae_eV_per_A": f_pub, "potential": zuo}
         rb = zuo.radial_basis
         return train_set, test_set, level, (element,), rb.min_dist, rb.max_dist, reference
     if target == "nbmotaw-16":
-        folder = data_dir / "nbmotaw"
-        groups = sorted(folder.glob("*.json"))
-        train_set = Dataset((), NBMOTAW)
-        valid_set = Dataset((), NBMOTAW)
-        for path in groups:
-            part = read_maml_json(path, species=NBMOTAW)
-            if path.stem.endswith("_Test"):
-                valid_set = valid_set + part
-            else:
-                train_set = train_set + part
-        yin = read_mtp(folder / "quaternary_yin2021.mtp")
+        train_set, valid_set = nbmotaw()
+        yin = read_mtp(nbmotaw_dir() / "quaternary_yin2021.mtp")
         reference = {"name": "Yin et al. 2021 quaternary MTP", "potential": yin}
-        return train_set, valid_set, 16, NBMOTAW, 1.5, 5.0, reference
+        return train_set, valid_set, 16, NBMOTAW_SPECIES, 1.5, 5.0, reference
     raise SystemExit(f"unknown target {target!r}")
 
 
@@ -106,8 +88,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    data_dir = shared_data()
-    full_train, valid, level, species, min_dist, cutoff, reference = load(args.target, data_dir)
+    full_train, valid, level, species, min_dist, cutoff, reference = load(args.target)
     train_set = subset(full_train, args.max_configs, args.seed)
     print(f"{args.target}: level {level}, training {len(train_set)}/{len(full_train)} configurations "
           f"({train_set.natoms} atoms), validation {len(valid)} ({valid.natoms} atoms)", flush=True)

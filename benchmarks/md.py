@@ -31,12 +31,7 @@ from ase.build import bulk  # noqa: E402
 from _common import machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
 
 from mlipress.calculator import MTPCalculator  # noqa: E402
-from mlipress.data import Configuration  # noqa: E402
 from mlipress.simulate import SkinMTPCalculator, run_md  # noqa: E402
-
-
-
-
 
 
 def md_rate(calc, repeat, steps) -> tuple[float, int]:
@@ -59,12 +54,12 @@ def main() -> None:
     bare_calc = MTPCalculator(pot, species=["Cu"])
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(repeat)
     atoms.rattle(0.02, seed=0)
-    batch = bare_calc._batch(Configuration(atoms.positions, np.zeros(len(atoms), np.int64), np.array(atoms.cell)))
-    jax.block_until_ready(bare_calc._efs(bare_calc.params, batch))
+    batch = bare_calc.neighbors.batch(bare_calc.configuration(atoms))
+    jax.block_until_ready(bare_calc.efs(bare_calc.params, batch))
     times = []
     for _ in range(10):
         t = time.perf_counter()
-        jax.block_until_ready(bare_calc._efs(bare_calc.params, batch))
+        jax.block_until_ready(bare_calc.efs(bare_calc.params, batch))
         times.append(time.perf_counter() - t)
     bare_ms = 1000 * float(np.median(times))
 

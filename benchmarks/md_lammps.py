@@ -27,18 +27,12 @@ import argparse
 import time
 
 import jax
-import numpy as np
 from ase.build import bulk
 
 from _common import machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
 
 from mlipress.calculator import MTPCalculator
-from mlipress.data import Configuration
 from mlipress.simulate.lammps import LammpsMTP, import_lammps
-
-
-
-
 
 
 def main() -> None:
@@ -55,23 +49,23 @@ def main() -> None:
 
     # Bare evaluation: prebuilt batch, jit-compiled efs only.
     calc = MTPCalculator(pot, species=["Cu"])
-    batch = calc._batch(Configuration(atoms.positions, np.zeros(n, np.int64), np.array(atoms.cell)))
-    jax.block_until_ready(calc._efs(calc.params, batch))
+    batch = calc.neighbors.batch(calc.configuration(atoms))
+    jax.block_until_ready(calc.efs(calc.params, batch))
     start = time.perf_counter()
     for _ in range(args.bare_calls):
-        jax.block_until_ready(calc._efs(calc.params, batch))
+        jax.block_until_ready(calc.efs(calc.params, batch))
     bare_ms = 1000 * (time.perf_counter() - start) / args.bare_calls
 
     # LAMMPS route: compile during a short first run, then time a second one.
     with LammpsMTP(atoms, pot, ["Cu"]) as sim:
         sim.commands(["velocity all create 300 12345 dist gaussian", "timestep 0.001", "fix integrate all nve",
                       "thermo 1000", "run 3"])
-        calls0, eval0, rebuilds0 = sim.calls, sim.eval_s, sim.calc.rebuilds
+        calls0, eval0, rebuilds0 = sim.calls, sim.eval_s, sim.rebuilds
         start = time.perf_counter()
         sim.command(f"run {args.steps}")
         wall = time.perf_counter() - start
         calls, eval_s = sim.calls - calls0, sim.eval_s - eval0
-        rebuilds = sim.calc.rebuilds - rebuilds0
+        rebuilds = sim.rebuilds - rebuilds0
         thermo = sim.thermo()
     rate = args.steps / wall
     callback_ms = 1000 * eval_s / calls

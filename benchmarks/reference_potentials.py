@@ -13,42 +13,24 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-from _common import machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
+from _common import machine, mlearn, mlearn_dir, nbmotaw, nbmotaw_dir, write_result  # noqa: E402  (puts the repo on sys.path)
 
-from mlipress.data import Dataset  # noqa: E402
-from mlipress.io import read_maml_json  # noqa: E402
 from mlipress.io.mtp import read_mtp  # noqa: E402
 from mlipress.metrics import error_report, summary_row  # noqa: E402
 from mlipress.predict import predict  # noqa: E402
 
 PUBLISHED = {"Li": (0.49, 0.01), "Mo": (2.83, 0.09), "Si": (2.21, 0.06)}
-NBMOTAW_SPECIES = ("Nb", "Mo", "Ta", "W")
-
-
-
-
-def nbmotaw_groups(folder: Path, test: bool) -> Dataset:
-    files = sorted(p for p in folder.glob("*.json") if p.stem.endswith("_Test") == test)
-    data = Dataset((), NBMOTAW_SPECIES)
-    for path in files:
-        data = data + read_maml_json(path, species=NBMOTAW_SPECIES)
-    return data
-
-
 
 
 def main() -> None:
     import argparse
 
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
-    data_dir = shared_data()
     rows = {}
     for element, (e_pub, f_pub) in PUBLISHED.items():
-        folder = data_dir / "mlearn" / element
-        mtp = read_mtp(folder / "zuo2020_fitted.mtp")
-        test = read_maml_json(folder / "test.json", species=(element,))
+        mtp = read_mtp(mlearn_dir(element) / "zuo2020_fitted.mtp")
+        test = mlearn(element, "test")
         t0 = time.perf_counter()
         pred, _ = predict(mtp, test.configurations)
         row = summary_row(error_report(test.configurations, pred))
@@ -58,9 +40,10 @@ def main() -> None:
         print(f"Zuo {element:2s} test: E MAE {row['energy_mae_meV_per_atom']:.2f} meV/atom (published {e_pub}), "
               f"F MAE {row['force_mae_eV_per_A']:.3f} eV/A (published {f_pub})", flush=True)
 
-    yin = read_mtp(data_dir / "nbmotaw" / "quaternary_yin2021.mtp")
+    yin = read_mtp(nbmotaw_dir() / "quaternary_yin2021.mtp")
+    train_groups, valid_groups = nbmotaw()
     for name, test in (("validation (*_Test groups)", True), ("training groups", False)):
-        data = nbmotaw_groups(data_dir / "nbmotaw", test)
+        data = valid_groups if test else train_groups
         t0 = time.perf_counter()
         pred, _ = predict(yin, data.configurations)
         row = summary_row(error_report(data.configurations, pred))

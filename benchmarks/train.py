@@ -44,10 +44,6 @@ MOTEP_C_PASS_US_PER_ATOM = {10: 209.0, 16: 1656.0, 20: 6106.0}
 MLIP2_F = {10: 7.600390275199e-07, 16: 4.304363622260e-06, 20: 3.284599548693e-07}
 
 
-
-
-
-
 def _best(fn, repeat: int) -> tuple[float, float]:
     """Best wall-clock and best process-CPU seconds of ``fn`` over ``repeat`` calls.
 

@@ -1,7 +1,9 @@
 """The in-memory dataset: atomic configurations with optional DFT labels.
 
-Everything downstream (evaluator, losses, training, error reports) consumes these two
-types. Readers in :mod:`mlipress.io` produce them; nothing here reads files.
+Everything downstream (batches, evaluator, losses, training, error reports) consumes these
+two types; functions that accept "a Dataset or a sequence of configurations" normalise it with
+:func:`as_dataset`. Readers in :mod:`mlipress.io` produce them; nothing here reads files or
+imports another mlipress module (this room is the bottom of the dependency order).
 
 Conventions (the same as MLIP's, so that ``.cfg`` files round-trip without conversion):
 
@@ -138,3 +140,9 @@ class Dataset:
             self.species or other.species,
             names if any(names) else (),
         )
+
+
+def as_dataset(data) -> Dataset:
+    """``data`` itself when it is a :class:`Dataset`, else a :class:`Dataset` (no species map) of
+    its configurations: what every function taking "a Dataset or configurations" calls."""
+    return data if isinstance(data, Dataset) else Dataset(tuple(data), None)

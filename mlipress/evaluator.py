@@ -9,7 +9,7 @@ pure functions of ``(params, batch)``:
   ``moment``, ``scaling``); ``radial`` is any radial parametrisation of :mod:`mlipress.radial`
   (dense or low-rank), all contracted by their ``radial_values(Q, zi, zj)``, so compressed
   models run through exactly the same code.
-- ``batch`` is a :class:`mlipress.neighbors.NeighborBatch`.
+- ``batch`` is a :class:`mlipress.batch.NeighborBatch`.
 
 Products of moments (``alpha_index_times``) are grouped into dependency stages: stage s holds
 every product whose inputs are final after stage s-1. Each stage is one gather, multiply and
@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlipress.model import MTP, MomentBasis, RadialBasis
-from mlipress.neighbors import NeighborBatch
+from mlipress.batch import NeighborBatch
 
 
 def chebyshev_radial_basis(r: jax.Array, basis: RadialBasis, scaling) -> jax.Array:
@@ -248,7 +248,7 @@ def make_efs_fn(mtp: MTP):
         n = batch.n_configs
 
         def total(vectors):
-            V = site_energies(params, NeighborBatch(vectors, *_rest(batch), n_configs=n))
+            V = site_energies(params, batch.replace(vectors=vectors))
             return V.sum(), V
 
         D, V = jax.grad(total, has_aux=True)(batch.vectors)
@@ -263,10 +263,6 @@ def make_efs_fn(mtp: MTP):
         }
 
     return efs
-
-
-def _rest(batch: NeighborBatch):
-    return batch.types_i, batch.types_j, batch.index_j, batch.mask, batch.config_index
 
 
 def params_from_mtp(mtp: MTP):

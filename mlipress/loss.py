@@ -50,9 +50,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlipress.data import Configuration, Dataset
+from mlipress.batch import NeighborBatch, build_batch, pairs
 from mlipress.evaluator import StructureKey
 from mlipress.models.base import Model
-from mlipress.neighbors import NeighborBatch, build_batch, pairs
 
 __all__ = [
     "LossWeights",
@@ -125,7 +125,7 @@ class TrainingChunk:
     With C padded configurations (``batch.n_configs``; the extra ones are empty) and A padded
     atoms:
 
-    - ``batch``: :class:`~mlipress.neighbors.NeighborBatch`.
+    - ``batch``: :class:`~mlipress.batch.NeighborBatch`.
     - ``energy`` (C,), ``forces`` (A, 3), ``virial`` (C, 3, 3): reference labels, zero where
       absent or padded.
     - ``natoms`` (C,) float: atoms per configuration (0 for padding).

@@ -1,7 +1,7 @@
 """Host-side prediction: run the evaluator over a dataset in chunks of bounded size.
 
 Configurations are grouped into chunks of at most ``max_atoms`` atoms; each chunk is padded to
-bucket sizes (see :mod:`mlipress.neighbors`) so that a whole dataset compiles only a handful
+bucket sizes (see :mod:`mlipress.batch`) so that a whole dataset compiles only a handful
 of shapes.
 """
 
@@ -14,7 +14,7 @@ import jax
 from mlipress.data import Configuration, Dataset
 from mlipress.evaluator import jitted_efs, params_from_mtp
 from mlipress.model import MTP
-from mlipress.neighbors import build_batch, chunk_configurations
+from mlipress.batch import build_batch, chunk_configurations
 
 
 def predict(mtp: MTP, configs: Dataset | Iterable[Configuration], max_atoms: int = 4096, params=None):

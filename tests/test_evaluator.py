@@ -12,7 +12,7 @@ from mlipress.io import read_cfg, read_maml_json
 from mlipress.io.mtp import read_mtp
 from mlipress.metrics import error_report
 from mlipress.model import MTP
-from mlipress.neighbors import build_batch
+from mlipress.batch import build_batch
 from mlipress.predict import predict
 
 # Levels above 16 take 20-60 s each to compile here: they run with `pytest -m slow` and in

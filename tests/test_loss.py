@@ -239,7 +239,7 @@ def test_weighting_modes_by_hand():
     configs.append(Configuration(configs[2].positions, configs[2].types, energy=0.1, forces=configs[2].forces,
                                  virial=np.eye(3)))  # fmt: skip
     # predictions: one batch, sliced per configuration
-    from mlipress.neighbors import build_batch
+    from mlipress.batch import build_batch
 
     out = jax.jit(make_efs_fn(mtp), compiler_options=FAST_COMPILE)(params, build_batch(configs, mtp.cutoff))
     pred, offset = [], 0

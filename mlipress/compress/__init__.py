@@ -3,7 +3,7 @@
 - :func:`fit_compressed` (:mod:`.fit`): fit or refit an MTP with a factored radial part.
 - :func:`write_compressed` / :func:`read_compressed` (:mod:`.files`): a standard dense ``.mtp``
   plus a ``.factors.npz`` sidecar with the factors.
-- ``mlipress compress`` (:mod:`.cli`).
+- the ``mlipress compress`` and ``mlipress sweep`` commands are in :mod:`mlipress.cli`.
 """
 
 from mlipress.compress.files import read_compressed, sidecar_path, write_compressed

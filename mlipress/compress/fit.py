@@ -50,7 +50,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from mlipress.data import Dataset
+from mlipress.data import as_dataset
 from mlipress.loss import Objective, prepare
 from mlipress.model import MTP
 from mlipress.optim import bfgs, mfra, rbfgs
@@ -133,10 +133,6 @@ def rmf_objective(obj: Objective, template):
 # ------------------------------------------------------------------------------------------
 # starting points
 # ------------------------------------------------------------------------------------------
-
-
-def _as_dataset(data) -> Dataset:
-    return data if isinstance(data, Dataset) else Dataset(tuple(data), None)
 
 
 def _random_param(spec: RadialSpec, shape, seed: int):
@@ -224,7 +220,7 @@ def _with_linear_solves(inner, radial0, obj: Objective, data, every: int):
 
 def _fit_via_trainer(mtp, train_data, spec, settings, valid_data, out) -> CompressedResult:
     s = settings
-    data = prepare(_as_dataset(train_data), mtp, s.weights, max_atoms=s.max_atoms)
+    data = prepare(as_dataset(train_data), mtp, s.weights, max_atoms=s.max_atoms)
     obj = Objective(mtp, data)
     params0 = initial_compressed_params(mtp, data, spec, s)
     radial0 = params0.radial
@@ -306,7 +302,7 @@ def _loop(opt, x0, to_params, mtp, data, valid, s: TrainSettings, out, on_step=N
 
 
 def _fit_rmf(mtp, train_data, spec, s, valid_data, out) -> CompressedResult:
-    data = prepare(_as_dataset(train_data), mtp, s.weights, max_atoms=s.max_atoms)
+    data = prepare(as_dataset(train_data), mtp, s.weights, max_atoms=s.max_atoms)
     valid = _prepare_valid(valid_data, mtp, s)
     obj, finish = optimisation_target(Objective(mtp, data), s.variable_projection)
     p0 = initial_compressed_params(mtp, data, spec, s)
@@ -340,13 +336,13 @@ def _point_to_mf(point, shape) -> MatrixFactorized:
 
 
 def _prepare_valid(valid_data, mtp, s):
-    if valid_data is None or not len(_as_dataset(valid_data)):
+    if valid_data is None or not len(as_dataset(valid_data)):
         return None
-    return prepare(_as_dataset(valid_data), mtp, s.weights, max_atoms=s.max_atoms)
+    return prepare(as_dataset(valid_data), mtp, s.weights, max_atoms=s.max_atoms)
 
 
 def _fit_mfra(mtp, train_data, spec, s, valid_data, out, interval="auto") -> CompressedResult:
-    data = prepare(_as_dataset(train_data), mtp, s.weights, max_atoms=s.max_atoms)
+    data = prepare(as_dataset(train_data), mtp, s.weights, max_atoms=s.max_atoms)
     valid = _prepare_valid(valid_data, mtp, s)
     obj, finish = optimisation_target(Objective(mtp, data), s.variable_projection)
     p0 = initial_compressed_params(mtp, data, spec, s)

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from mlipress.data import Dataset
+from mlipress.data import as_dataset
 from mlipress.radial import RadialSpec, clip_tt_ranks, dense_param_count, parse_radial_spec
 
 __all__ = ["fit_row", "sweep", "aggregate", "choose_ranks", "make_spec", "evaluate_params", "METRICS",
@@ -60,10 +60,6 @@ def _rank_label(spec: RadialSpec):
     return list(spec.rank) if isinstance(spec.rank, tuple) else int(spec.rank)
 
 
-def _as_dataset(data) -> Dataset:
-    return data if isinstance(data, Dataset) else Dataset(tuple(data), None)
-
-
 def evaluate_params(mtp, params, valid, weights, max_atoms: int = 2048, prepared=None) -> dict:
     """Validation metrics of a fitted potential: ``valid_loss`` (Objective ``f`` with ``weights``,
     penalty included), energy (meV/atom), force (eV/A per component) and stress (GPa) RMSEs,
@@ -79,7 +75,7 @@ def evaluate_params(mtp, params, valid, weights, max_atoms: int = 2048, prepared
     from mlipress.predict import predict_dataset
 
     dense_mtp = mtp.with_params(params)
-    valid = _as_dataset(valid)
+    valid = as_dataset(valid)
     data = prepared if prepared is not None else prepare(valid, mtp, weights, max_atoms=max_atoms)
     loss = Objective(mtp, data, weights).value(dense_mtp.params())
     rep = error_report(valid.configurations, predict_dataset(dense_mtp, valid).configurations)
@@ -173,7 +169,7 @@ def sweep(mtp, train, valid, kind: str, ranks: Iterable, seeds, settings, out=No
         raise ValueError("no ranks to sweep")
     specs = [make_spec(kind, r, mtp.radial_shape) for r in rank_list]
     seed_list = _seed_list(seeds, settings.seed)
-    valid_prepared = prepare(_as_dataset(valid), mtp, settings.weights, max_atoms=settings.max_atoms)
+    valid_prepared = prepare(as_dataset(valid), mtp, settings.weights, max_atoms=settings.max_atoms)
     rows = []
     for spec in specs:
         for seed in seed_list:

@@ -16,7 +16,7 @@ A **model** provides
   ``with_params(params) -> model`` carrying new ones (what is written to a file); ``trained``;
 - ``efs_fn() -> efs(params, batch)``: pure, differentiable in ``params``; returns ``energy``
   (C,), ``energies`` (A,), ``forces`` (A, 3), ``virial`` (C, 3, 3) (MLIP's PlusStress, eV) of a
-  padded :class:`~mlipress.neighbors.NeighborBatch`;
+  padded :class:`~mlipress.batch.NeighborBatch`;
 - ``features_fn() -> features(params, batch)``: the columns of the part the model is linear in,
   ``(energy (C, P), forces (A, 3, P), virial (C, 3, 3, P))`` with ``E = energy @ params.linear``
   exactly (and so for forces and virial); this is what the exact linear solve, variable

@@ -1,8 +1,12 @@
-"""Molecular dynamics and relaxations with an MTP through ASE.
+"""Molecular dynamics and relaxations with an MTP through ASE (and LAMMPS: :mod:`.lammps`).
 
-- :class:`SkinMTPCalculator`: :class:`~mlipress.calculator.MTPCalculator` with a Verlet skin,
-  so the neighbour search runs only when an atom has moved more than ``skin / 2`` (or the cell
-  changed); identical results to the plain calculator.
+Contract: these drivers take atoms and a calculator (or a potential, for LAMMPS) and return
+results; they read no command lines (the ``md`` and ``relax`` commands are in
+:mod:`mlipress.cli`) and get their neighbour lists from :mod:`mlipress.batch`.
+
+- :class:`SkinMTPCalculator`: :class:`~mlipress.calculator.MTPCalculator` with a Verlet skin
+  (0.5 A) by default, so the neighbour search runs only when an atom has moved more than
+  ``skin / 2`` (or the cell changed); identical results to the plain calculator.
 - :func:`run_md`: NVE / NVT / NPT with ASE integrators, an extxyz trajectory and a CSV log.
 - :func:`relax`: positions (and cell) relaxation with ``FrechetCellFilter`` + FIRE or BFGS.
 - :func:`block_average`: mean and standard error of a correlated time series.

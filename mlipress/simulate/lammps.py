@@ -2,8 +2,9 @@
 
 LAMMPS integrates; mlipress computes energy, forces and virial. Each step LAMMPS calls a Python
 callback (``fix external ... pf/callback``) with the current positions; the callback evaluates
-the MTP with the same jit-compiled evaluator and Verlet-skin pair list as
-:class:`~mlipress.simulate.SkinMTPCalculator` and hands the forces, the energy
+the MTP with the same jit-compiled evaluator and Verlet-skin pair list
+(:class:`~mlipress.batch.SkinNeighborList`) as :class:`~mlipress.simulate.SkinMTPCalculator`
+and hands the forces, the energy
 (``fix_external_set_energy_global``) and the virial (``fix_external_set_virial_global``) back.
 With ``fix_modify <id> energy yes virial yes`` (set here) they enter ``pe``, ``etotal``, the
 pressure and therefore ``fix npt`` / ``fix box/relax`` / ``minimize``. So every LAMMPS
@@ -60,7 +61,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from mlipress.batch import SkinNeighborList
+from mlipress.calculator import load_potential
 from mlipress.data import Configuration
+from mlipress.evaluator import jitted_efs
 from mlipress.io import symbols_to_types
 
 #: LAMMPS ``metal`` units: pressure (bar) per eV/A^3 (LAMMPS' ``nktv2p``).
@@ -286,16 +290,19 @@ class LammpsMTP:
 
     After construction the system is set up (``units metal``, ``atom_style atomic``,
     ``read_data``, ``fix external``); issue further LAMMPS input with :meth:`command` /
-    :meth:`commands`. Use as a context manager or call :meth:`close`.
+    :meth:`commands`. Use as a context manager or call :meth:`close`. ``mtp``, ``params``,
+    ``efs`` (the jit-compiled evaluator) and ``neighbors`` (the
+    :class:`~mlipress.batch.SkinNeighborList`) are what the callback evaluates with;
+    ``calls`` counts its calls and ``rebuilds`` the neighbour searches.
     """
 
     def __init__(self, atoms, potential, species=None, *, params=None, skin: float = 0.5, fix_id: str = "mtp",
                  screen: bool = False, log_file: str | os.PathLike | None = None, triclinic: bool | None = None):
         lammps = import_lammps()
-        from mlipress.simulate.md import SkinMTPCalculator
-
-        self.calc = SkinMTPCalculator(potential, species=None, params=params, skin=skin)
-        self.species = _species_of(atoms, species, self.calc.mtp.species_count)
+        self.mtp, self.params = load_potential(potential, params)
+        self.efs = jitted_efs(self.mtp)
+        self.neighbors = SkinNeighborList(self.mtp.cutoff, skin)
+        self.species = _species_of(atoms, species, self.mtp.species_count)
         self.fix_id = fix_id
         self.calls = 0
         self.eval_s = 0.0
@@ -318,7 +325,7 @@ class LammpsMTP:
             "boundary p p p" if self.periodic else "boundary s s s",
             f"read_data {data}",
             # LAMMPS' own neighbour lists are not used by the MTP; keep the comm cutoff sane.
-            f"comm_modify cutoff {self.calc.mtp.cutoff + 2.0}",
+            f"comm_modify cutoff {self.mtp.cutoff + 2.0}",
             f"fix {fix_id} all external pf/callback 1 1",
             f"fix_modify {fix_id} energy yes virial yes",
         ])
@@ -326,6 +333,11 @@ class LammpsMTP:
         self._img = (mask, self.lmp.extract_setting("IMGBITS"), self.lmp.extract_setting("IMG2BITS"),
                      self.lmp.extract_setting("IMGMAX"))
         self.lmp.set_fix_external_callback(fix_id, self._callback, None)
+
+    @property
+    def rebuilds(self) -> int:
+        """Neighbour searches so far (``calls`` counts the evaluations)."""
+        return self.neighbors.rebuilds
 
     # -- LAMMPS input ---------------------------------------------------------------------------
     def command(self, line: str) -> None:
@@ -396,8 +408,7 @@ class LammpsMTP:
             shift = np.stack([(img & mask) - imax, ((img >> bits) & mask) - imax, (img >> bits2) - imax], axis=1)
             pos += shift @ cell
         config = Configuration(pos[order], types[order].astype(np.int64) - 1, cell)
-        calc = self.calc
-        res = jax.device_get(calc._efs(calc.params, calc._batch(config)))
+        res = jax.device_get(self.efs(self.params, self.neighbors.batch(config)))
         forces = np.asarray(res["forces"][:n])
         f[order] = forces
         w = np.asarray(res["virial"][0], dtype=float)
@@ -438,4 +449,4 @@ def run_lammps(atoms, potential, species=None, commands: Sequence[str] = (), *, 
         sim.commands(commands)
         wall = time.perf_counter() - start
         return LammpsResult(atoms=sim.atoms(), thermo=sim.thermo(), log=sim.log(), calls=sim.calls,
-                            rebuilds=sim.calc.rebuilds, eval_s=sim.eval_s, wall_s=wall)
+                            rebuilds=sim.rebuilds, eval_s=sim.eval_s, wall_s=wall)

@@ -1,19 +1,16 @@
-"""Molecular dynamics with an MTP through ASE: a Verlet-skin calculator and :func:`run_md`.
+"""Molecular dynamics with an MTP through ASE: :func:`run_md` and the skin calculator.
 
-:class:`SkinMTPCalculator` searches neighbours out to ``cutoff + skin`` and keeps that pair
-list (atom indices and integer periodic shifts) until some atom has moved more than
-``skin / 2`` since the search (measured in the cell's scaled frame, with the cell's own
-deformation taken off the skin, so NPT runs do not search every step), or the atom count or
-types change. In between, each call only recomputes r_ij = x_j - x_i + S_ij . cell for the
-stored pairs, drops those at or beyond the cutoff and packs the rest into the same padded layout
-the plain calculator uses, so the evaluation itself costs exactly what
-:class:`~mlipress.calculator.MTPCalculator` costs and the results agree with it to rounding (no
-pair within the cutoff can be missed: two atoms that were farther apart than ``cutoff + skin``
-cannot both move ``skin / 2`` and close the gap).
+:class:`SkinMTPCalculator` is :class:`~mlipress.calculator.MTPCalculator` with a Verlet skin
+by default (0.5 A): its :class:`~mlipress.batch.SkinNeighborList` searches neighbours out to
+``cutoff + skin`` and reuses that pair list until some atom has moved more than ``skin / 2``
+(the cell's own deformation taken off the skin, so NPT runs do not search every step), so the
+evaluation itself costs exactly what the plain calculator's costs and the results agree with
+it to rounding.
 
 :func:`run_md` drives ASE's integrators (``VelocityVerlet``; ``LangevinBAOAB`` or ``Langevin``
 for NVT; ``IsotropicMTKNPT`` or ``LangevinBAOAB`` with a hydrostatic barostat for NPT), writes
-an extxyz trajectory and a CSV log, and prints a progress line.
+an extxyz trajectory and a CSV log, and prints a progress line. It takes any ASE calculator
+and parses no arguments (the ``md`` command is :mod:`mlipress.cli.md`).
 """
 
 from __future__ import annotations
@@ -27,10 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from ase import units
-from vesin import NeighborList
 
 from mlipress.calculator import MTPCalculator
-from mlipress.neighbors import NeighborBatch, _bucket
 
 #: g/cm^3 per amu/A^3.
 AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
@@ -39,108 +34,14 @@ LOG_COLUMNS = ("step", "time_ps", "epot_eV", "ekin_eV", "etot_eV", "temperature_
 
 
 class SkinMTPCalculator(MTPCalculator):
-    """:class:`MTPCalculator` that reuses a ``cutoff + skin`` pair list between steps.
-
-    ``skin`` in Angstrom (0.5 by default; 0 rebuilds every call). ``rebuilds`` counts the
-    neighbour searches and ``calls`` the evaluations, for diagnostics and benchmarks.
+    """:class:`MTPCalculator` with a Verlet skin of ``skin`` A (0.5 by default; 0 searches
+    every call): the same calculator, only the default of ``skin`` differs (see
+    :class:`~mlipress.batch.SkinNeighborList`). ``rebuilds`` counts the neighbour searches
+    and ``calls`` the evaluations, for diagnostics and benchmarks.
     """
 
     def __init__(self, potential, species=None, params=None, skin: float = 0.5, **kwargs):
-        super().__init__(potential, species=species, params=params, **kwargs)
-        if skin < 0:
-            raise ValueError(f"skin must be >= 0, got {skin}")
-        self.skin = float(skin)
-        self.rebuilds = 0
-        self.calls = 0
-        self._list = None  # (i, j, shift vectors, positions at build, cell at build, types)
-
-    def _needs_rebuild(self, config) -> bool:
-        """True when a pair now within the cutoff may be missing from the stored list.
-
-        Positions are compared in the scaled frame of the cell, so a cell change (NPT) need not
-        force a search: with M = cell0^-1 cell and sigma its smallest singular value, a pair
-        that was at least ``cutoff + skin`` apart is still beyond ``cutoff`` while
-        ``2 max_a |ds_a . cell| < sigma (cutoff + skin) - cutoff`` (ds: scaled displacement).
-        For a fixed cell this is the usual ``max displacement < skin / 2``.
-        """
-        if self._list is None:
-            return True
-        _, _, _, reference, cell0, types0 = self._list
-        if len(types0) != config.natoms or not np.array_equal(types0, config.types):
-            return True
-        if (cell0 is None) != (config.cell is None):
-            return True
-        if config.natoms == 0:
-            return False
-        rc = self.mtp.cutoff
-        if cell0 is None:
-            disp, sigma = config.positions - reference, 1.0
-        else:
-            cell = np.asarray(config.cell, dtype=float)
-            if np.array_equal(cell, cell0):
-                disp, sigma = config.positions - reference @ cell0, 1.0
-            else:
-                disp = (config.positions @ np.linalg.inv(cell) - reference) @ cell
-                sigma = float(np.linalg.svd(np.linalg.solve(cell0, cell), compute_uv=False).min())
-        moved = float(np.sqrt(np.einsum("ax,ax->a", disp, disp).max()))
-        return 2.0 * moved >= sigma * (rc + self.skin) - rc
-
-    def _rebuild(self, config) -> None:
-        positions = np.array(config.positions, dtype=float)
-        cell = None if config.cell is None else np.array(config.cell, dtype=float)
-        if config.natoms == 0:
-            i = j = np.zeros(0, np.int64)
-            shifts = np.zeros((0, 3))
-        else:
-            nl = NeighborList(cutoff=self.mtp.cutoff + self.skin, full_list=True)
-            box = np.zeros((3, 3)) if cell is None else cell
-            i, j, S = nl.compute(positions, box, cell is not None, quantities="ijS")
-            order = np.argsort(i, kind="stable")
-            i, j = i[order].astype(np.int64), j[order].astype(np.int64)
-            shifts = np.asarray(S[order], dtype=float)
-        # Reference positions: Cartesian without a cell, scaled (fractional) with one.
-        reference = positions if cell is None else positions @ np.linalg.inv(cell)
-        self._list = (i, j, shifts, reference, cell, np.array(config.types))
-        self.rebuilds += 1
-
-    def _batch(self, config) -> NeighborBatch:
-        """Padded batch of the pairs within the cutoff, from the stored skin list."""
-        self.calls += 1
-        if self._needs_rebuild(config):
-            self._rebuild(config)
-        i, j, shifts, _, _, _ = self._list
-        pos = np.asarray(config.positions, dtype=float)
-        d = pos[j] - pos[i]
-        if config.cell is not None:
-            d += shifts @ np.asarray(config.cell, dtype=float)
-        keep = np.einsum("px,px->p", d, d) < self.mtp.cutoff**2
-        i, j, d = i[keep], j[keep], d[keep]
-        n = config.natoms
-        counts = np.bincount(i, minlength=n) if n else np.zeros(0, np.int64)
-        max_nbh = int(counts.max()) if len(counts) else 0
-        A = _bucket(n + 1, 16)
-        K = _bucket(max(max_nbh, 1), 8, growth=1.0, multiple=4)
-        if A > self._pad[0] or K > self._pad[1]:
-            # Same headroom rule as MTPCalculator, so both compile the same shapes.
-            self._pad = (max(A, self._pad[0]), max(_bucket(K + 4, 8, growth=1.0, multiple=4), self._pad[1]))
-        A, K = self._pad
-
-        vectors = np.zeros((A, K, 3))
-        types_i = np.zeros(A, np.int32)
-        types_j = np.zeros((A, K), np.int32)
-        index_j = np.full((A, K), A, np.int32)
-        mask = np.zeros((A, K), bool)
-        config_index = np.full(A, 1, np.int32)
-        types_i[:n] = config.types
-        config_index[:n] = 0
-        if len(i):
-            starts = np.cumsum(counts) - counts
-            slot = np.arange(len(i)) - starts[i]
-            vectors[i, slot] = d
-            types_j[i, slot] = config.types[j]
-            index_j[i, slot] = j
-            mask[i, slot] = True
-        return NeighborBatch(vectors, types_i, types_j, index_j, mask, config_index, n_configs=1)
+        super().__init__(potential, species=species, params=params, skin=skin, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ import numpy as np
 from mlipress.metrics import error_report
 from mlipress.model import MTP
 from mlipress.predict import predict_dataset
-from mlipress.training.trainer import TrainResult, TrainSettings, _as_dataset, train
+from mlipress.data import as_dataset
+from mlipress.training.trainer import TrainResult, TrainSettings, train
 
 __all__ = ["EnsembleResult", "train_ensemble", "summarise"]
 
@@ -62,7 +63,7 @@ def train_ensemble(
         raise ValueError(f"ensemble size must be >= 1, got {k}")
     if mtp.trained:
         raise ValueError("an ensemble needs an untrained potential (members differ by their random start)")
-    valid = _as_dataset(valid_data) if valid_data is not None else None
+    valid = as_dataset(valid_data) if valid_data is not None else None
     results, reports, seeds = [], [], []
     for i in range(int(k)):
         seed = settings.seed + i

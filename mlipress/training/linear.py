@@ -39,7 +39,7 @@ import numpy as np
 
 from mlipress.evaluator import StructureKey, make_moments_fn
 from mlipress.loss import TrainingChunk, TrainingData
-from mlipress.neighbors import NeighborBatch
+from mlipress.batch import pad as pad_batch
 
 __all__ = ["linear_solve", "mtp_features_fn", "orthonormalise_radial"]
 
@@ -138,10 +138,7 @@ def mtp_features_fn(mtp):
         # atoms per block: bound the memory of H (S x n_basic), G (K x 3 x S) and the stage values
         block = int(min(A, max(8, _BLOCK_BYTES // (8 * (S * n_basic + 3 * S * K + entries + sparse.nnz)))))
         pad = -A % block
-        padded = NeighborBatch(*(jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
-                                 for x, fill in ((batch.vectors, 1.0), (batch.types_i, 0), (batch.types_j, 0),
-                                                 (batch.index_j, A), (batch.mask, False), (batch.config_index, C))),
-                               n_configs=C)
+        padded = pad_batch(batch, A + pad, vectors=1.0)
         blocks = jax.tree.map(lambda x: x.reshape(-1, block, *x.shape[1:]), padded)
 
         def one_block(carry, x):

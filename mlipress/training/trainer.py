@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlipress.data import Dataset
+from mlipress.data import as_dataset
 from mlipress.evaluator import jitted_efs
 from mlipress.io.atomic import atomic_write
 from mlipress.loss import LossWeights, Objective, TrainingData, prepare
@@ -292,12 +292,6 @@ def _initial_solve(model, params, data, s: TrainSettings):
     return p, loss
 
 
-def _as_dataset(data) -> Dataset:
-    if isinstance(data, Dataset):
-        return data
-    return Dataset(tuple(data), None)
-
-
 def train(
     mtp: MTP,
     train_data,
@@ -319,9 +313,9 @@ def train(
     s = settings
     out = sys.stdout if out is None else out
     t_start = time.perf_counter()
-    train_ds = _as_dataset(train_data)
+    train_ds = as_dataset(train_data)
     data = prepare(train_ds, mtp, s.weights, max_atoms=s.max_atoms)
-    valid = prepare(_as_dataset(valid_data), mtp, s.weights, max_atoms=s.max_atoms) if valid_data is not None and len(_as_dataset(valid_data)) else None
+    valid = prepare(as_dataset(valid_data), mtp, s.weights, max_atoms=s.max_atoms) if valid_data is not None and len(as_dataset(valid_data)) else None
     obj = Objective(mtp, data)
     # current(params): the iterate with its linear coefficients (exact under variable projection)
     target, current = optimisation_target(obj, s.variable_projection)

@@ -28,6 +28,8 @@ import time
 import tomllib
 from pathlib import Path
 
+from mlipress.cli.common import FRESH_POTENTIAL, SPECIES_HELP, check_data, flag, read_data, species_count
+
 # option name -> (type, default, help); None default = not given
 _OPTIONS: dict[str, tuple[type, object, str]] = {
     "level": (int, None, "MTP level of a fresh untrained potential (even, 2..28)"),
@@ -35,11 +37,11 @@ _OPTIONS: dict[str, tuple[type, object, str]] = {
     "train": (str, None, "training configurations (.cfg, maml .json, extxyz, ...)"),
     "valid": (str, None, "validation configurations"),
     "valid_fraction": (float, None, "hold out this fraction of --train for validation (when no --valid)"),
-    "species": (str, None, "element of each type index, e.g. Nb,Mo,Ta,W"),
-    "min_dist": (float, 1.5, "min_dist of a fresh potential in Angstrom (default 1.5)"),
-    "cutoff": (float, 5.0, "max_dist of a fresh potential in Angstrom (default 5.0)"),
+    "species": (str, None, SPECIES_HELP),
+    "min_dist": FRESH_POTENTIAL["min_dist"],
+    "cutoff": FRESH_POTENTIAL["cutoff"],
     "radial_basis_size": (int, 8, "radial basis size of a fresh potential (default 8)"),
-    "species_count": (int, None, "number of species of a fresh potential (default: from --species or the data)"),
+    "species_count": FRESH_POTENTIAL["species_count"],
     "energy_weight": (float, 1.0, "w_E (default 1)"),
     "force_weight": (float, 0.01, "w_F (default 0.01)"),
     "stress_weight": (float, 0.001, "w_S (default 0.001)"),
@@ -80,15 +82,12 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("settings", nargs="?", help="optional TOML settings file (flags override it)")
-    for name, (typ, default, text) in _OPTIONS.items():
-        flag = "--" + name.replace("_", "-")
-        names = (flag, "-o") if name == "output" else (flag,)
-        help_text = text if default is None else text
-        p.add_argument(*names, dest=name, type=typ, default=None, help=help_text)
+    for name, (typ, _, text) in _OPTIONS.items():
+        names = (flag(name), "-o") if name == "output" else (flag(name),)
+        p.add_argument(*names, dest=name, type=typ, default=None, help=text)
     for name, text in _FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), dest=name, action=argparse.BooleanOptionalAction,
-                       default=None, help=text)
-    p.set_defaults(func=cmd_train)
+        p.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+    p.set_defaults(func=run)
 
 
 def _load_toml(path: str) -> dict:
@@ -134,15 +133,14 @@ def resolve_options(args) -> dict:
     return opts
 
 
-def cmd_train(args) -> int:
+def run(args) -> int:
     from mlipress.basis import untrained_mtp
     from mlipress.examples import split
-    from mlipress.io import parse_species, read_dataset
     from mlipress.io.atomic import atomic_write
     from mlipress.io.mtp import read_mtp, write_mtp
     from mlipress.loss import LossWeights
     from mlipress.metrics import error_report, format_report
-    from mlipress.predict import check_types, predict_dataset
+    from mlipress.predict import predict_dataset
     from mlipress.training.ensemble import train_ensemble
     from mlipress.training.trainer import TrainSettings, train
 
@@ -161,20 +159,19 @@ def cmd_train(args) -> int:
     from mlipress.radial import parse_radial_spec
 
     spec = parse_radial_spec(o["radial"] or "dense")
-    species = parse_species(o["species"])
-    data = read_dataset(o["train"], species=species)
-    valid = read_dataset(o["valid"], species=species) if o["valid"] else None
+    data = read_data(o["train"], o["species"])
+    valid = read_data(o["valid"], o["species"]) if o["valid"] else None
     if valid is None and o["valid_fraction"]:
         data, valid = split(data, 1.0 - o["valid_fraction"], seed=o["seed"])
 
     if o["init"]:
         mtp = read_mtp(o["init"])
     else:
-        count = o["species_count"] or (len(species) if species else None) or (data.max_type + 1)
+        count = species_count(o["species_count"], o["species"], data)
         mtp = untrained_mtp(o["level"], count, o["min_dist"], o["cutoff"], o["radial_basis_size"])
-    check_types(mtp, data, o["train"])
+    check_data(mtp, data, o["train"])
     if valid is not None:
-        check_types(mtp, valid, o["valid"] or o["train"])
+        check_data(mtp, valid, o["valid"] or o["train"])
 
     weights = LossWeights(o["energy_weight"], o["force_weight"], o["stress_weight"], o["weighting"],
                           o["scale_by_force"], o["penalty"])

@@ -18,6 +18,8 @@ import argparse
 import json
 import time
 
+from mlipress.cli.common import check_data, fresh_potential_options, read_data, species_count, species_option
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("sweep", help="rank sweep of a compressed MTP (validation loss vs rank, paper Fig. 2)",
@@ -25,10 +27,8 @@ def register(subparsers) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--init", help="starting .mtp (untrained template: ensembles; trained: compress + refit)")
     src.add_argument("--level", type=int, help="level of a fresh untrained MTP")
-    p.add_argument("--species", help="element of each type index, e.g. Nb,Mo,Ta,W")
-    p.add_argument("--species-count", dest="species_count", type=int, help="species of a fresh MTP (default: --species or data)")
-    p.add_argument("--cutoff", type=float, default=5.0, help="max_dist of a fresh MTP (default 5.0)")
-    p.add_argument("--min-dist", dest="min_dist", type=float, default=1.5, help="min_dist of a fresh MTP (default 1.5)")
+    species_option(p)
+    fresh_potential_options(p)
     p.add_argument("--train", required=True, help="training configurations")
     p.add_argument("--valid", required=True, help="validation configurations")
     p.add_argument("--kind", required=True, choices=["mf", "rmf", "tt", "mfra"], help="factorisation")
@@ -45,7 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-atoms", dest="max_atoms", type=int, default=2048, help="atoms per evaluation chunk")
     p.add_argument("-o", "--output", help="JSON with rows, aggregate and chosen ranks")
     p.add_argument("--plot", help="PNG of validation loss vs rank")
-    p.set_defaults(func=cmd_sweep)
+    p.set_defaults(func=run)
 
 
 def _fmt(ms, scale=1.0) -> str:
@@ -71,27 +71,24 @@ def format_table(agg, chosen, base_radial: int) -> str:
     return "\n".join(lines)
 
 
-def cmd_sweep(args) -> int:
+def run(args) -> int:
     from mlipress.basis import untrained_mtp
     from mlipress.compress.sweep import aggregate, choose_ranks, sweep
-    from mlipress.io import parse_species, read_dataset
     from mlipress.io.atomic import atomic_write
     from mlipress.io.mtp import read_mtp
     from mlipress.loss import LossWeights
-    from mlipress.predict import check_types
     from mlipress.radial import dense_param_count
     from mlipress.training import TrainSettings
 
-    species = parse_species(args.species)
-    train = read_dataset(args.train, species=species)
-    valid = read_dataset(args.valid, species=species)
+    train = read_data(args.train, args.species)
+    valid = read_data(args.valid, args.species)
     if args.init:
         mtp = read_mtp(args.init)
     else:
-        count = args.species_count or (len(species) if species else None) or (max(train.max_type, valid.max_type) + 1)
-        mtp = untrained_mtp(args.level, count, args.min_dist, args.cutoff)
-    check_types(mtp, train, args.train)
-    check_types(mtp, valid, args.valid)
+        mtp = untrained_mtp(args.level, species_count(args.species_count, args.species, train, valid), args.min_dist,
+                            args.cutoff)
+    check_data(mtp, train, args.train)
+    check_data(mtp, valid, args.valid)
     ranks = [int(r) for r in args.ranks.split(",") if r.strip()]
     if not ranks or min(ranks) < 1:
         raise ValueError(f"--ranks must be positive integers, got {args.ranks!r}")

@@ -18,13 +18,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from mlipress.cli.common import read_data, species_option
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("compress", help="compress a trained MTP's radial tensor (MF, R-MF, TT, MFRA) and refit")
     p.add_argument("potential", help="trained .mtp to compress (or an untrained one to fit in compressed form)")
     p.add_argument("--train", required=True, help="training configurations")
     p.add_argument("--valid", help="validation configurations (errors before/after)")
-    p.add_argument("--species", help="element of each type index, e.g. Nb,Mo,Ta,W")
+    species_option(p)
     p.add_argument("--radial", required=True, help="dense | mf:R | rmf:R | tt:R1,R2,R3 | mfra:RMAX (rank optional with --fraction)")
     p.add_argument("--fraction", type=float, help="pick the rank keeping ~this fraction of radial parameters (0.5 = 50%%)")
     p.add_argument("--max-iter", dest="max_iter", type=int, default=500, help="optimiser iterations (default 500)")
@@ -33,7 +35,7 @@ def register(subparsers) -> None:
                    help="exact linear solve period for mf/tt (default 50, 0 = never)")
     p.add_argument("--log-every", dest="log_every", type=int, default=10, help="progress line period (0 = quiet)")
     p.add_argument("-o", "--output", required=True, help="output .mtp (the factors go to OUTPUT.factors.npz)")
-    p.set_defaults(func=cmd_compress)
+    p.set_defaults(func=run)
 
 
 def _spec(text: str, fraction, shape):
@@ -52,23 +54,17 @@ def _fmt_err(err: dict) -> str:
     return f"E {1e3 * err['energy_rmse']:.3f} meV/atom, F {err['force_rmse']:.4f} eV/A"
 
 
-def cmd_compress(args) -> int:
+def run(args) -> int:
     from mlipress.compress.files import write_compressed
     from mlipress.compress.fit import fit_compressed
-    from mlipress.io import parse_species, read_dataset
     from mlipress.io.mtp import read_mtp
     from mlipress.loss import prepare
-    from mlipress.predict import check_types
     from mlipress.radial import dense_param_count
     from mlipress.training import TrainSettings, rmse
 
-    species = parse_species(args.species)
-    data = read_dataset(args.train, species=species)
-    valid = read_dataset(args.valid, species=species) if args.valid else None
     mtp = read_mtp(args.potential)
-    check_types(mtp, data, args.train)
-    if valid is not None:
-        check_types(mtp, valid, args.valid)
+    data = read_data(args.train, args.species, mtp)
+    valid = read_data(args.valid, args.species, mtp) if args.valid else None
     spec = _spec(args.radial, args.fraction, mtp.radial_shape)
     settings = TrainSettings(max_iter=args.max_iter, seed=args.seed, linear_solve_every=args.linear_solve_every,
                              log_every=args.log_every)

@@ -1,0 +1,115 @@
+"""What the ``mlipress`` commands share: options, and the one way they read their inputs.
+
+Contract: a command reads configurations only through :func:`read_data` (one species map for
+all of its files, type indices checked against the potential by :func:`check_data`, errors
+that name the file) and structures only through :func:`load_structure`; options that several
+commands take are added here, so they have one spelling, one default and one help text.
+Library modules never import this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+SPECIES_HELP = "element of each type index, in type order, e.g. Nb,Mo,Ta,W (.mtp and .cfg files store only indices)"
+
+#: option -> (type, default, help) of a fresh untrained potential (``init``, ``train``, ``sweep``).
+FRESH_POTENTIAL: dict[str, tuple[type, object, str]] = {
+    "species_count": (int, None, "number of species of a fresh potential (default: from --species or the data)"),
+    "cutoff": (float, 5.0, "max_dist of a fresh potential in Angstrom (default 5.0)"),
+    "min_dist": (float, 1.5, "min_dist of a fresh potential in Angstrom (default 1.5)"),
+}
+
+
+def flag(name: str) -> str:
+    """``species_count`` -> ``--species-count``."""
+    return "--" + name.replace("_", "-")
+
+
+def species_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--species", default=None, help=SPECIES_HELP)
+
+
+def fresh_potential_options(p: argparse.ArgumentParser) -> None:
+    """``--species-count``, ``--cutoff`` and ``--min-dist`` of a fresh potential."""
+    for name, (typ, default, text) in FRESH_POTENTIAL.items():
+        p.add_argument(flag(name), dest=name, type=typ, default=default, help=text)
+
+
+def species_count(given: int | None, species, *datasets) -> int | None:
+    """Species of a fresh potential: ``given`` (``--species-count``), else the length of the
+    species map, else one more than the largest type index of ``datasets`` (None without)."""
+    from mlipress.io import parse_species
+
+    species = parse_species(species)
+    if given:
+        return given
+    if species:
+        return len(species)
+    return max(d.max_type for d in datasets) + 1 if datasets else None
+
+
+def check_data(mtp, data, path) -> None:
+    """A clear error, naming ``path``, when ``data`` uses a type the potential lacks."""
+    from mlipress.predict import check_types
+
+    check_types(mtp, data, str(path))
+
+
+def read_data(path, species=None, mtp=None):
+    """The :class:`~mlipress.data.Dataset` in ``path`` (``.cfg``, maml ``.json``, any ASE
+    format) under the species map ``species`` (``"Nb,Mo"``, a sequence or None); with
+    ``mtp``, its types are checked against the potential (:func:`check_data`). Every error
+    names the file."""
+    from mlipress.io import parse_species, read_dataset
+    from mlipress.io.errors import FileFormatError
+
+    species = parse_species(species)
+    try:
+        data = read_dataset(path, species=species)
+    except FileFormatError:
+        raise
+    except ValueError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ValueError(f"{path}: {exc}") from exc
+    if mtp is not None:
+        check_data(mtp, data, path)
+    return data
+
+
+# -- structures (md, relax) -------------------------------------------------------------------
+
+
+def repeat(text: str) -> tuple[int, int, int]:
+    """``--repeat`` values: ``N`` or ``NX,NY,NZ`` (also ``NXxNYxNZ``)."""
+    parts = [int(p) for p in text.replace("x", ",").split(",") if p.strip()]
+    if len(parts) == 1:
+        parts = parts * 3
+    if len(parts) != 3 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"--repeat wants N or NX,NY,NZ (positive), got {text!r}")
+    return tuple(parts)
+
+
+def structure_options(p: argparse.ArgumentParser) -> None:
+    """Structure, potential, species map, skin, pressure, supercell and ``--quiet``."""
+    p.add_argument("structure", help="structure file (any ase.io.read format)")
+    p.add_argument("potential", help=".mtp potential file")
+    species_option(p)
+    p.add_argument("--skin", type=float, default=0.5, help="neighbour list skin in A (default 0.5)")
+    p.add_argument("--pressure", type=float, default=0.0, help="target pressure in GPa (default 0)")
+    p.add_argument("--repeat", type=repeat, default=None, help="supercell, e.g. 2,2,2")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def load_structure(args):
+    """``(atoms, calculator)``: the last frame of ``args.structure`` (repeated by ``--repeat``)
+    and an :class:`~mlipress.calculator.MTPCalculator` with the ``--skin`` neighbour list."""
+    from ase.io import read
+
+    from mlipress.calculator import MTPCalculator
+
+    atoms = read(args.structure, index=-1)
+    if args.repeat:
+        atoms = atoms.repeat(args.repeat)
+    return atoms, MTPCalculator(args.potential, species=args.species, skin=args.skin)

@@ -1,0 +1,58 @@
+"""``mlipress md``: molecular dynamics of a structure with an MTP through ASE.
+
+The structure is read with ``ase.io.read`` (any format ASE knows; the last frame of a
+trajectory); the potential is an ``.mtp`` file and ``--species`` maps its types to elements
+(:func:`mlipress.cli.common.load_structure`). The run is :func:`mlipress.simulate.run_md`.
+"""
+
+from __future__ import annotations
+
+from mlipress.cli.common import load_structure, structure_options
+
+
+def register(sub) -> None:
+    p = sub.add_parser("md", help="molecular dynamics (NVE, NVT, NPT) with an MTP through ASE")
+    structure_options(p)
+    p.add_argument("--ensemble", choices=("nve", "nvt", "npt"), default="nve")
+    p.add_argument("--temperature", type=float, default=None, help="K: thermostat target and initial velocities")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--timestep", type=float, default=1.0, help="fs (default 1)")
+    p.add_argument("--interval", type=int, default=10, help="log / trajectory every N steps (default 10)")
+    p.add_argument("--trajectory", default=None, help="extxyz trajectory output")
+    p.add_argument("--log", default=None, help="CSV log output")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tdamp", type=float, default=100.0, help="thermostat time constant, fs")
+    p.add_argument("--pdamp", type=float, default=1000.0, help="barostat time constant, fs")
+    p.add_argument("--npt-method", choices=("langevin", "mtk"), default="langevin",
+                   help="LangevinBAOAB barostat (default) or IsotropicMTKNPT")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Run MD and print a summary (mean T, P, density over the second half)."""
+    import numpy as np
+
+    from mlipress.simulate.md import MDSettings, run_md
+    from mlipress.simulate.stats import block_average
+
+    settings = MDSettings(
+        ensemble=args.ensemble, temperature=args.temperature, pressure=args.pressure, steps=args.steps,
+        timestep_fs=args.timestep, interval=args.interval, seed=args.seed,
+        tdamp_fs=args.tdamp, pdamp_fs=args.pdamp, npt_method=args.npt_method,
+    )
+    atoms, calc = load_structure(args)
+    result = run_md(atoms, calc, trajectory=args.trajectory, log_csv=args.log, progress=not args.quiet, settings=settings)
+    log = result.log
+    half = slice(len(log["step"]) // 2, None)
+    print(f"{len(atoms)} atoms, {args.steps} steps of {args.timestep} fs ({args.ensemble}): {result.steps_per_second:.1f} steps/s, "
+          f"{calc.rebuilds} neighbour searches")
+    for key, unit in (("temperature_K", "K"), ("pressure_GPa", "GPa"), ("density_g_cm3", "g/cm3"), ("etot_eV", "eV")):
+        values = log[key][half]
+        if len(values) and np.all(np.isfinite(values)):
+            b = block_average(values)
+            print(f"  {key:14s} {b.mean:.6g} +- {b.sem:.2g} {unit} (second half, block average)")
+    if args.trajectory:
+        print(f"trajectory: {args.trajectory}")
+    if args.log:
+        print(f"log: {args.log}")
+    return 0
