@@ -215,6 +215,13 @@ def test_cli_compress_end_to_end(problem, tmp_path, capsys):
     pred = tmp_path / "pred.cfg"
     assert main(["evaluate", str(out), str(data), str(pred), "--species", ",".join(problem["species"])]) == 0
 
+    # checkpoints from the command line: a resumed run ends on the same potential
+    args = ["compress", str(pot), "--train", str(data), "--species", ",".join(problem["species"]), "--radial", "rmf:2",
+            "--max-iter", "3", "--log-every", "0", "--checkpoint", str(tmp_path / "c.npz"), "--checkpoint-every", "1"]
+    assert main([*args, "-o", str(tmp_path / "a.mtp")]) == 0
+    assert main([*args, "--resume", "-o", str(tmp_path / "b.mtp")]) == 0
+    assert (tmp_path / "a.mtp").read_text() == (tmp_path / "b.mtp").read_text()
+
 
 @pytest.mark.parametrize("spec", ["dense", "mf:2", "tt:2,2,2", "rmf:2", "mfra:4"])
 def test_max_iter_is_the_number_of_iterations(problem, spec):
@@ -223,3 +230,35 @@ def test_max_iter_is_the_number_of_iterations(problem, spec):
     res = fit_compressed(problem["trained"], problem["ds"], spec, s, out=io.StringIO())
     iters = [r["iteration"] for r in res.history if r["event"] == "progress"]
     assert iters == [1, 2, 3, 4, 5], spec
+
+
+@pytest.mark.parametrize("spec", ["mf:2", "tt:2,2,2", "rmf:2", "mfra:4"])
+def test_compressed_fit_checkpoints_and_resumes_bit_identically(problem, spec, tmp_path):
+    s = dataclasses.replace(SETTINGS, max_iter=6, log_every=1, gtol=0.0)
+    a = fit_compressed(problem["trained"], problem["ds"], spec, s, out=io.StringIO(), mfra_interval=2)
+    ckpt = tmp_path / "c.npz"
+    s2 = dataclasses.replace(s, checkpoint=str(ckpt), checkpoint_every=2)
+
+    class Stop(Exception):
+        pass
+
+    def stop(rec):
+        if rec.get("event") == "progress" and rec["iteration"] >= 3:
+            raise Stop
+
+    from mlipress.compress import fit as fit_module
+
+    original = fit_module.fit
+    fit_module.fit = lambda *args, **kw: original(*args, **{**kw, "callback": stop})
+    try:
+        with pytest.raises(Stop):
+            fit_compressed(problem["trained"], problem["ds"], spec, s2, out=io.StringIO(), mfra_interval=2)
+    finally:
+        fit_module.fit = original
+    assert ckpt.exists()
+    b = fit_compressed(problem["trained"], problem["ds"], spec, dataclasses.replace(s2, resume=True),
+                       out=io.StringIO(), mfra_interval=2)
+    for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
+        assert np.array_equal(np.asarray(x), np.asarray(y)), spec
+    assert a.rank_history == b.rank_history
+    assert [r["f"] for r in a.history if r["event"] == "progress"] == [r["f"] for r in b.history if r["event"] == "progress"]

@@ -34,6 +34,13 @@ def register(subparsers) -> None:
     p.add_argument("--linear-solve-every", dest="linear_solve_every", type=int, default=50,
                    help="exact linear solve period for mf/tt (default 50, 0 = never)")
     p.add_argument("--log-every", dest="log_every", type=int, default=10, help="progress line period (0 = quiet)")
+    p.add_argument("--log", help="JSON-lines log of the fit")
+    p.add_argument("--max-time", dest="max_time", type=float, default=0.0,
+                   help="stop after this many seconds of wall time (default 0 = no limit)")
+    p.add_argument("--checkpoint", help="checkpoint file (.npz), written every --checkpoint-every iterations")
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None,
+                   help="checkpoint period (default 50 when --checkpoint is given)")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     p.add_argument("-o", "--output", required=True, help="output .mtp (the factors go to OUTPUT.factors.npz)")
     p.set_defaults(func=run)
 
@@ -66,8 +73,10 @@ def run(args) -> int:
     data = read_data(args.train, args.species, mtp)
     valid = read_data(args.valid, args.species, mtp) if args.valid else None
     spec = _spec(args.radial, args.fraction, mtp.radial_shape)
+    every = args.checkpoint_every if args.checkpoint_every is not None else (50 if args.checkpoint else 0)
     settings = TrainSettings(max_iter=args.max_iter, seed=args.seed, linear_solve_every=args.linear_solve_every,
-                             log_every=args.log_every)
+                             log_every=args.log_every, log_file=args.log, max_time=args.max_time,
+                             checkpoint=args.checkpoint, checkpoint_every=every, resume=args.resume)
     which = "validation" if valid is not None and len(valid) else "training"
     eval_set = prepare(valid if which == "validation" else data, mtp, settings.weights, max_atoms=settings.max_atoms)
     base_n = dense_param_count(mtp.radial_shape)

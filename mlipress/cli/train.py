@@ -231,10 +231,8 @@ def _train_compressed(mtp, data, valid, spec, settings, o, out_path: Path, t0: f
     from mlipress.metrics import error_report, format_report
     from mlipress.predict import predict_dataset
     from mlipress.radial import dense_param_count
-    from mlipress.training.ensemble import summarise
+    from mlipress.training.ensemble import indexed_path, summarise
 
-    if o["checkpoint"] or o["resume"]:
-        raise ValueError("--checkpoint/--resume are not supported with a compressed --radial")
     if o["ensemble"] > 1 and mtp.trained:
         raise ValueError("an ensemble needs an untrained potential (members differ by their random start)")
     base_n = dense_param_count(mtp.radial_shape)
@@ -242,7 +240,8 @@ def _train_compressed(mtp, data, valid, spec, settings, o, out_path: Path, t0: f
     paths, reports, seeds = [], [], []
     for i in range(k):
         seed = o["seed"] + i
-        s = replace(settings, seed=seed)
+        s = settings if k == 1 else replace(settings, seed=seed, checkpoint=indexed_path(settings.checkpoint, i),
+                                            log_file=indexed_path(settings.log_file, i))
         path = out_path if k == 1 else out_path.with_name(f"{out_path.stem}.{i}{out_path.suffix}")
         res = fit_compressed(mtp, data, spec, s, valid_data=valid)
         mtp_path, side = write_compressed(path, mtp, res.params, spec=str(spec))

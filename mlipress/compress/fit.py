@@ -6,15 +6,13 @@ parse_radial_spec`):
 
 - ``dense``: the base MTP, :func:`mlipress.training.train` unchanged.
 - ``mf:R`` (``C = reshape(U V^T)``, section II.C) and ``tt:R1,R2,R3`` (tensor train, section
-  II.C): Euclidean BFGS (section II.D.2.a) over species, moment and the factors, run by
-  :func:`mlipress.training.train` with ``params.radial`` a :class:`~mlipress.radial.
-  MatrixFactorized` / :class:`~mlipress.radial.TensorTrain` (the evaluator works in factored
-  form). The trainer's periodic step *orthonormalises* ``C`` before its linear solve, which is
-  only meaningful for a dense ``C`` (and would destroy the factorisation), so it is switched off
-  (``linear_solve_every = 0``) and replaced by :func:`_with_linear_solves`: every
+  II.C): Euclidean BFGS (section II.D.2.a) over species, moment and the factors, with
+  ``params.radial`` a :class:`~mlipress.radial.MatrixFactorized` /
+  :class:`~mlipress.radial.TensorTrain` (the evaluator works in factored form). Every
   ``settings.linear_solve_every`` BFGS iterations the species/moment coefficients are solved
-  exactly with the factors unchanged, accepted only if ``f`` does not increase, and BFGS is reset.
-  A final plain linear solve follows (as MLIP ends on one). With ``settings.variable_projection``
+  exactly with the factors unchanged (no orthonormalisation: it would destroy the
+  factorisation), accepted only if ``f`` does not increase, and BFGS is reset. A final plain
+  linear solve follows (as MLIP ends on one). With ``settings.variable_projection``
   (the default) BFGS moves the factors only and the linear coefficients are exact at every
   evaluation (:mod:`mlipress.training.projection`).
 - ``rmf:R``: Riemannian BFGS on ``R^{n_xi} x M_r`` (section II.D.2.b, Algorithm 2 of the
@@ -35,6 +33,10 @@ exactly, then refitted; an *untrained* MTP gets random factors (:meth:`MatrixFac
 :meth:`TensorTrain.random` with ``settings.seed``) and the trainer's initialisation (scaling
 search with an exact linear solve at every trial, :func:`mlipress.training.scaling_search`).
 
+Every method is a :class:`~mlipress.training.trainer.FitProblem` of the one fitting loop
+(:func:`mlipress.training.trainer.fit`): the same stopping rules, progress lines, JSON-lines
+log, checkpoints and bit-identical resume as the dense fit.
+
 All results are :class:`CompressedResult`, a :class:`~mlipress.training.TrainResult` extended
 with the spec and the (factored) radial parametrisation; ``result.mtp`` holds the dense
 ``C = param.dense()`` so it can be written as a standard ``.mtp``.
@@ -43,15 +45,13 @@ with the spec and the (factored) radial parametrisation; ``result.mtp`` holds th
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-from mlipress.data import as_dataset
-from mlipress.loss import Objective, prepare
+from mlipress.loss import Objective
 from mlipress.model import MTP
 from mlipress.optim import bfgs, mfra, rbfgs
 from mlipress.optim import fixed_rank as fr
@@ -64,9 +64,9 @@ from mlipress.radial import (
     parse_radial_spec,
     to_matrix,
 )
-from mlipress.training import TrainResult, TrainSettings, linear_solve, rmse, scaling_search, train
+from mlipress.training import TrainResult, TrainSettings, scaling_search, train
 from mlipress.training.projection import optimisation_target
-from mlipress.training.trainer import preconditioner
+from mlipress.training.trainer import FitProblem, exact_solve, fit, prepare_sets, preconditioner
 
 __all__ = [
     "CompressedResult",
@@ -174,9 +174,7 @@ def initial_compressed_params(mtp: MTP, data, spec: RadialSpec | str, settings: 
         base = mtp.params()
         params = base.replace(radial=_truncate(spec, np.asarray(base.radial.dense())))
         if resolve:
-            p, loss = linear_solve(mtp, params, data)
-            if loss + obj.penalty(p) <= obj.value(params):
-                params = p
+            params, _, _ = exact_solve(obj, params, obj.value(params))
         return params
     params = mtp.init(settings.seed).replace(radial=_random_param(spec, mtp.radial_shape, settings.seed))
     params, _, _ = scaling_search(mtp, params, data, settings.scaling_grid, settings.scaling_refine)
@@ -184,139 +182,61 @@ def initial_compressed_params(mtp: MTP, data, spec: RadialSpec | str, settings: 
 
 
 # ------------------------------------------------------------------------------------------
-# MF / TF through the trainer
+# the four compressed fits, each a FitProblem of the one fitting loop
 # ------------------------------------------------------------------------------------------
 
 
-def _with_linear_solves(inner, radial0, obj: Objective, data, every: int):
-    """Optimiser factory result wrapping BFGS for factored radial parts inside :func:`train`.
-
-    ``init(params)``: a dense ``params.radial`` (what the trainer passes) is replaced by the
-    prepared parametrisation ``radial0``. ``step``: one BFGS step, then every ``every``
-    iterations an exact linear solve of species + moment with the factors unchanged, accepted
-    (with a BFGS reset) only when ``f`` does not increase. The state is the plain
-    :class:`~mlipress.optim.BFGSState`, so the trainer's logging/checkpoints work unchanged.
-    """
-    from mlipress.optim import Optimizer
-
-    mtp = obj.model
-
-    def init(params):
-        if isinstance(params.radial, Dense) and not isinstance(radial0, Dense):
-            params = params.replace(radial=radial0)
-        return inner.init(params)
-
-    def step(state):
-        state = inner.step(state)
-        if every and state.iteration % every == 0:
-            p, loss = linear_solve(mtp, state.params, data)
-            f = loss + obj.penalty(p)
-            if f <= state.value:
-                state = inner.reset(state, p)
-        return state
-
-    return Optimizer(init, step, inner.reset)
+def _fit(problem: FitProblem, data, valid, spec, s, out, polish=None) -> CompressedResult:
+    """Run ``problem``; ``polish(params) -> params`` on the result (MF/TF's final solve)."""
+    state, history, reason = fit(problem, data, s, valid, out=out)
+    params = problem.to_params(state.params)
+    if polish is not None:
+        params = polish(params)
+    return CompressedResult(problem.model.with_params(params), params, history, state, reason, spec=spec,
+                            radial=params.radial)
 
 
-def _fit_via_trainer(mtp, train_data, spec, settings, valid_data, out) -> CompressedResult:
-    s = settings
-    data = prepare(as_dataset(train_data), mtp, s.weights, max_atoms=s.max_atoms)
+def _start(x0, spec, mtp):
+    return lambda: (x0, [], f"{'compressing a trained' if mtp.trained else 'untrained'} potential: {spec}")
+
+
+def _fit_factored(mtp, data, valid, spec, s, out) -> CompressedResult:
+    """MF and TF: BFGS over species, moment and the factors; every ``linear_solve_every``
+    iterations an exact solve of species + moment with the factors unchanged, kept only if
+    ``f`` does not increase (BFGS is reset then), and one at the end."""
     obj = Objective(mtp, data)
-    params0 = initial_compressed_params(mtp, data, spec, s)
-    radial0 = params0.radial
-    # the trainer starts from a trained potential's dense C; hand it the dense form of params0,
-    # the wrapper swaps in the factors (identical C) at init
-    start = mtp.with_params(params0)
+    target, current = optimisation_target(obj, s.variable_projection)
+    opt = bfgs(target.value_and_grad, target.value, precondition=preconditioner(obj, s))
+    p0 = initial_compressed_params(mtp, data, spec, s)
     every = s.linear_solve_every
 
-    h0 = preconditioner(obj, s)
+    def between(state, it):
+        if every and it % every == 0:
+            p, _, kind = exact_solve(obj, state.params, state.value)
+            if kind != "kept":
+                return opt.reset(state, p), {"event": "linear_solve", "kind": kind, "f": state.value}, False
+        return state, None, False
 
-    def factory(value_and_grad, value):
-        return _with_linear_solves(bfgs(value_and_grad, value, precondition=h0), radial0, obj, data, every)
+    def polish(params):  # MLIP ends on an exact solve
+        return exact_solve(obj, params, obj.value(params))[0] if every else params
 
-    res = train(start, train_data, replace(s, linear_solve_every=0), valid_data=valid_data,
-                optimizer_factory=factory, out=out)
-    params = res.params
-    if every:
-        p, loss = linear_solve(mtp, params, data)
-        if loss + obj.penalty(p) <= obj.value(params):
-            params = p
-    return CompressedResult(mtp.with_params(params), params, res.history, res.state, res.stop_reason,
-                            spec=spec, radial=params.radial)
+    problem = FitProblem(mtp, opt, _start(p0, spec, mtp), lambda: p0, to_params=current, between=between)
+    return _fit(problem, data, valid, spec, s, out, polish)
 
 
-# ------------------------------------------------------------------------------------------
-# R-MF and MFRA: own loop (their states are not parameter dicts)
-# ------------------------------------------------------------------------------------------
-
-
-def _loop(opt, x0, to_params, mtp, data, valid, s: TrainSettings, out, on_step=None):
-    """Shared loop of R-MF / MFRA: ``max_iter`` steps, stop on ``gtol``, ``ftol`` over
-    ``ftol_window``, or a failed line search (MFRA only once ``can_stop``); history records
-    like the trainer's."""
-    t0 = time.perf_counter()
-    state = opt.init(x0)
-    history, recent, stop_reason = [], [state.value], f"max_iter ({s.max_iter})"
-
-    def record(kind, it):
-        p = to_params(state)
-        err = rmse(mtp, p, data)
-        rec = {"event": kind, "iteration": it, "f": state.value, "grad_norm": float(state.grad_norm),
-               "energy_rmse_meV_per_atom": 1e3 * err["energy_rmse"], "force_rmse_eV_per_A": err["force_rmse"],
-               "elapsed": time.perf_counter() - t0}
-        if valid is not None:
-            v = rmse(mtp, p, valid)
-            rec["valid_energy_rmse_meV_per_atom"] = 1e3 * v["energy_rmse"]
-            rec["valid_force_rmse_eV_per_A"] = v["force_rmse"]
-        if on_step is not None:
-            rec.update(on_step(state))
-        history.append(rec)
-        if s.log_every and out is not None:
-            print(f"iter {it:6d} f {rec['f']:.6e}  E {rec['energy_rmse_meV_per_atom']:9.3f} meV/atom  "
-                  f"F {rec['force_rmse_eV_per_A']:.4f} eV/A  |g| {rec['grad_norm']:.2e}", file=out, flush=True)
-
-    it = 0
-    for it in range(1, s.max_iter + 1):
-        state = opt.step(state)
-        recent.append(state.value)
-        can_stop = getattr(state, "can_stop", True)
-        stop = False
-        if can_stop:
-            if state.grad_norm <= s.gtol:
-                stop, stop_reason = True, f"gradient norm {state.grad_norm:.3g} <= gtol"
-            elif state.status in ("line_search_failed", "stationary"):
-                stop, stop_reason = True, f"optimiser status {state.status}"
-            elif s.ftol > 0 and s.ftol_window and len(recent) > s.ftol_window:
-                old = recent[-1 - s.ftol_window]
-                if old - state.value <= s.ftol * max(abs(old), abs(state.value), 1e-300):
-                    stop, stop_reason = True, f"relative decrease < ftol over {s.ftol_window} iterations"
-        if s.log_every and (it % s.log_every == 0 or stop or it == s.max_iter):
-            record("progress", it)
-        elif on_step is not None:
-            history.append({"event": "step", "iteration": it, "f": state.value, **on_step(state)})
-        if stop:
-            break
-    record("final", it)
-    history[-1]["stop_reason"] = stop_reason
-    return state, history, stop_reason
-
-
-def _fit_rmf(mtp, train_data, spec, s, valid_data, out) -> CompressedResult:
-    data = prepare(as_dataset(train_data), mtp, s.weights, max_atoms=s.max_atoms)
-    valid = _prepare_valid(valid_data, mtp, s)
+def _fit_rmf(mtp, data, valid, spec, s, out) -> CompressedResult:
     obj, finish = optimisation_target(Objective(mtp, data), s.variable_projection)
     p0 = initial_compressed_params(mtp, data, spec, s)
     vg, v = rmf_objective(obj, p0)
     opt = rbfgs(vg, spec.rank, v)
     x0 = (join_xi(p0), _mf_to_point(p0.radial))
 
-    def to_params(state):
-        xi, point = state.params
+    def to_params(variables):
+        xi, point = variables
         return finish(p0.replace(radial=_point_to_mf(point, mtp.radial_shape)).with_linear(jnp.asarray(xi)))
 
-    state, history, reason = _loop(opt, x0, to_params, mtp, data, valid, s, out)
-    params = to_params(state)
-    return CompressedResult(mtp.with_params(params), params, history, state, reason, spec=spec, radial=params.radial)
+    problem = FitProblem(mtp, opt, _start(x0, spec, mtp), lambda: x0, to_params=to_params)
+    return _fit(problem, data, valid, spec, s, out)
 
 
 def _mf_to_point(param: MatrixFactorized):
@@ -335,15 +255,7 @@ def _point_to_mf(point, shape) -> MatrixFactorized:
     return MatrixFactorized.checked(U, V, shape)
 
 
-def _prepare_valid(valid_data, mtp, s):
-    if valid_data is None or not len(as_dataset(valid_data)):
-        return None
-    return prepare(as_dataset(valid_data), mtp, s.weights, max_atoms=s.max_atoms)
-
-
-def _fit_mfra(mtp, train_data, spec, s, valid_data, out, interval="auto") -> CompressedResult:
-    data = prepare(as_dataset(train_data), mtp, s.weights, max_atoms=s.max_atoms)
-    valid = _prepare_valid(valid_data, mtp, s)
+def _fit_mfra(mtp, data, valid, spec, s, out, interval="auto") -> CompressedResult:
     obj, finish = optimisation_target(Objective(mtp, data), s.variable_projection)
     p0 = initial_compressed_params(mtp, data, spec, s)
     shape = mtp.radial_shape
@@ -353,15 +265,13 @@ def _fit_mfra(mtp, train_data, spec, s, valid_data, out, interval="auto") -> Com
                max_iter=max(s.max_iter, 1), value_dense=v)
     x0 = {"xi": join_xi(p0), "U": p0.radial.U, "V": p0.radial.V}
 
-    def to_params(state):
-        p = state.params
+    def to_params(p):
         return finish(p0.replace(radial=MatrixFactorized.checked(p["U"], p["V"], shape)).with_linear(jnp.asarray(p["xi"])))
 
-    state, history, reason = _loop(opt, x0, to_params, mtp, data, valid, s, out,
-                                   on_step=lambda st: {"rank": int(st.rank)})
-    params = to_params(state)
-    return CompressedResult(mtp.with_params(params), params, history, state, reason, spec=spec,
-                            radial=params.radial, rank_history=tuple(state.rank_history))
+    problem = FitProblem(mtp, opt, _start(x0, spec, mtp), lambda: x0, to_params=to_params,
+                         per_step=lambda st: {"rank": int(st.rank)})
+    res = _fit(problem, data, valid, spec, s, out)
+    return replace(res, rank_history=tuple((int(k), int(r)) for k, r in res.state.rank_history))
 
 
 # ------------------------------------------------------------------------------------------
@@ -385,10 +295,11 @@ def fit_compressed(mtp: MTP, train_data, spec: RadialSpec | str, settings: Train
         res = train(mtp, train_data, settings, valid_data=valid_data, out=out)
         return CompressedResult(res.mtp, res.params, res.history, res.state, res.stop_reason, spec=spec,
                                 radial=res.params.radial)
+    data, valid = prepare_sets(mtp, train_data, valid_data, settings)
     if spec.kind in ("mf", "tt"):
-        return _fit_via_trainer(mtp, train_data, spec, settings, valid_data, out)
+        return _fit_factored(mtp, data, valid, spec, settings, out)
     if spec.kind == "rmf":
-        return _fit_rmf(mtp, train_data, spec, settings, valid_data, out)
+        return _fit_rmf(mtp, data, valid, spec, settings, out)
     if spec.kind == "mfra":
-        return _fit_mfra(mtp, train_data, spec, settings, valid_data, out, mfra_interval)
+        return _fit_mfra(mtp, data, valid, spec, settings, out, mfra_interval)
     raise ValueError(f"unknown radial kind {spec.kind!r}")

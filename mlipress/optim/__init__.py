@@ -9,11 +9,13 @@ immutable NamedTuple state (``params, value, prev_value, grad_norm, n_evals, ite
   R-MF), built on :mod:`mlipress.optim.fixed_rank` (Propositions IV.1 / IV.2).
 - :func:`mfra` -- BFGS on (xi, U, V) with rank augmentation (Algorithm 1, MFRA).
 
-:func:`minimize` is the shared loop and :func:`converged` the shared stopping test.
+:mod:`.loop`: :func:`iterate`, the one loop, and :func:`stop_reason`, the one set of stopping
+rules (:class:`StopRules`), under which the fitting workflow and :func:`minimize` run.
 """
 
 from mlipress.optim import fixed_rank, linesearch
-from mlipress.optim.bfgs import BFGSState, Optimizer, bfgs, bfgs_update, converged, minimize
+from mlipress.optim.bfgs import BFGSState, Optimizer, bfgs, bfgs_update
+from mlipress.optim.loop import StopRules, converged, iterate, minimize, stop_reason
 from mlipress.optim.fixed_rank import FixedRankPoint
 from mlipress.optim.mfra import Augmentation, MFRAState, mfra, random_factors
 from mlipress.optim.rbfgs import RBFGSState, rbfgs
@@ -32,6 +34,9 @@ __all__ = [
     "random_factors",
     "converged",
     "minimize",
+    "iterate",
+    "stop_reason",
+    "StopRules",
     "fixed_rank",
     "linesearch",
 ]

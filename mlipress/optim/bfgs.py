@@ -3,9 +3,9 @@
 Every optimiser in :mod:`mlipress.optim` is a pair ``(init, step)`` (plus ``reset``) bundled in
 an :class:`Optimizer`; ``init(params) -> state`` evaluates the objective once and
 ``step(state) -> state`` performs one iteration. States are immutable NamedTuples carrying at
-least ``params, value, prev_value, grad_norm, n_evals, iteration, status``, so one training loop
-(:func:`minimize`) and one convergence test (:func:`converged`) serve BFGS, Riemannian BFGS
-(:mod:`.rbfgs`) and rank augmentation (:mod:`.mfra`) alike.
+least ``params, value, prev_value, grad_norm, n_evals, iteration, status``, so one loop and
+one set of stopping rules (:mod:`.loop`) serve BFGS, Riemannian BFGS (:mod:`.rbfgs`) and rank
+augmentation (:mod:`.mfra`) alike.
 
 BFGS here: the pytree is flattened with ``jax.flatten_util.ravel_pytree`` to ``x`` of shape
 (n,); the inverse Hessian approximation ``H`` (n, n) is a dense float64 NumPy matrix (n is at most
@@ -31,7 +31,7 @@ from jax.flatten_util import ravel_pytree
 
 from mlipress.optim.linesearch import armijo_backtracking, strong_wolfe
 
-__all__ = ["Optimizer", "BFGSState", "bfgs", "bfgs_update", "converged", "minimize"]
+__all__ = ["Optimizer", "BFGSState", "bfgs", "bfgs_update"]
 
 
 class Optimizer(NamedTuple):
@@ -248,47 +248,3 @@ def bfgs(
         )
 
     return Optimizer(init, step, reset)
-
-
-def converged(state, *, gtol: float = 1e-6, ftol: float = 0.0) -> bool:
-    """Convergence test shared by all optimiser states.
-
-    True when ``state.grad_norm <= gtol``, or when the last step decreased the loss by at most
-    ``ftol * max(|f_prev|, |f|, 1e-300)`` (relative decrease; ``ftol=0`` disables the test except
-    for a step that did not move at all, e.g. a failed line search).
-    """
-    if state.grad_norm <= gtol:
-        return True
-    prev, f = state.prev_value, state.value
-    if not np.isfinite(prev):
-        return False
-    if getattr(state, "status", "") in ("line_search_failed", "stationary"):
-        return True
-    return (prev - f) <= ftol * max(abs(prev), abs(f), 1e-300) and ftol > 0.0
-
-
-def minimize(
-    opt: Optimizer,
-    params,
-    max_iter: int,
-    *,
-    gtol: float = 0.0,
-    ftol: float = 0.0,
-    callback: Callable[[Any], Any] | None = None,
-):
-    """Run ``opt`` from ``params`` for at most ``max_iter`` steps (the shared training loop).
-
-    Stops early when :func:`converged` holds (tolerances 0 disable the test, except that a
-    failed line search or zero gradient always stops, unless the optimiser can still make
-    progress -- MFRA keeps going because its state reports ``can_stop = False`` until the
-    maximal rank is reached). ``callback(state)`` runs after every step; returning True stops.
-    """
-    state = opt.init(params)
-    for _ in range(max_iter):
-        state = opt.step(state)
-        if callback is not None and callback(state):
-            break
-        if getattr(state, "can_stop", True) and converged(state, gtol=gtol, ftol=ftol):
-            break
-    return state
-

@@ -70,8 +70,8 @@ def train_ensemble(
         member = replace(
             settings,
             seed=seed,
-            checkpoint=_indexed(settings.checkpoint, i),
-            log_file=_indexed(settings.log_file, i),
+            checkpoint=indexed_path(settings.checkpoint, i),
+            log_file=indexed_path(settings.log_file, i),
         )
         res = train(mtp, train_data, member, valid_data=valid, **kwargs)
         results.append(res)
@@ -80,7 +80,8 @@ def train_ensemble(
     return EnsembleResult(tuple(results), tuple(seeds), tuple(reports), summarise(reports))
 
 
-def _indexed(path, i):
+def indexed_path(path, i):
+    """``a/b.ext`` -> ``a/b.i.ext`` (a member's own checkpoint or log); None stays None."""
     if not path:
         return path
     from pathlib import Path

@@ -40,34 +40,31 @@ bit-identical parameters to an uninterrupted run (tested).
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mlipress.data import as_dataset
 from mlipress.evaluator import jitted_efs
-from mlipress.io.atomic import atomic_write
 from mlipress.loss import LossWeights, Objective, TrainingData, prepare
 from mlipress.metrics import error_statistics
 from mlipress.model import MTP
 from mlipress.optim import bfgs
+from mlipress.optim.loop import StopRules, iterate
+from mlipress.training import checkpoint
 from mlipress.training.init import scaling_search
 from mlipress.training.linear import linear_solve
 from mlipress.training.precondition import inverse_gauss_newton_diagonal
 from mlipress.training.projection import optimisation_target
 
-__all__ = ["TrainSettings", "TrainResult", "train", "to_mtp", "rmse", "CHECKPOINT_VERSION"]
-
-CHECKPOINT_VERSION = 1
+__all__ = ["TrainSettings", "TrainResult", "FitProblem", "fit", "train", "to_mtp", "rmse", "prepare_sets", "exact_solve"]
 
 
 @dataclass(frozen=True)
@@ -213,66 +210,48 @@ def preconditioner(obj: Objective, settings: "TrainSettings"):
 
 
 # ------------------------------------------------------------------------------------------
-# checkpoints: params + optimiser state (a NamedTuple) in one npz, written atomically
+# the fitting loop, for every model and optimiser
 # ------------------------------------------------------------------------------------------
 
 
-def _save_checkpoint(path, state, header: dict) -> None:
-    arrays, meta = {}, {}
-    for name, value in zip(state._fields, state):
-        if value is None:
-            meta[name] = {"kind": "none"}
-        elif isinstance(value, (bool, int, float, str, np.bool_, np.integer, np.floating)) and not isinstance(value, np.ndarray):
-            v = value.item() if hasattr(value, "item") else value
-            meta[name] = {"kind": "scalar", "value": v if not isinstance(v, float) else repr(v)}
-        else:
-            leaves = jax.tree_util.tree_leaves(value)
-            meta[name] = {"kind": "tree", "n": len(leaves)}
-            for i, leaf in enumerate(leaves):
-                arrays[f"{name}/{i}"] = np.asarray(leaf)
-    header = {**header, "version": CHECKPOINT_VERSION, "state_type": type(state).__name__, "fields": meta}
-    buf = io.BytesIO()
-    np.savez(buf, __header__=np.array(json.dumps(header)), **arrays)
-    atomic_write(path, buf.getvalue())
+def _always(it: int) -> bool:
+    return True
 
 
-def _load_header(path) -> tuple[dict, Any]:
-    z = np.load(path, allow_pickle=False)
-    header = json.loads(str(z["__header__"]))
-    if header.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint {path}: unsupported version {header.get('version')}")
-    return header, z
+@dataclass(frozen=True, eq=False)
+class FitProblem:
+    """What :func:`fit` optimises.
 
+    - ``model``: the model (:mod:`mlipress.models.base`) whose errors are logged.
+    - ``optimizer``: an ``(init, step, reset)`` optimiser over its own variables (model
+      params for BFGS, ``(xi, fixed-rank point)`` for R-BFGS, ``{xi, U, V}`` for MFRA).
+    - ``start() -> (x0, events, message)``: the fresh start (may cost an exact solve), the log
+      records and the line to print about it.
+    - ``template() -> x0``: variables of the same structure, cheaply: a checkpoint is restored
+      into ``optimizer.init(template())``.
+    - ``to_params(variables) -> Params``: the model parameters (with exact linear part under
+      variable projection).
+    - ``between(state, iteration) -> (state, event or None, restart_window)``: run after every
+      step (pre-training's end, MLIP's periodic exact solve); ``event`` is logged, its
+      ``"message"`` printed.
+    - ``finish(state) -> state``: after the last step (MLIP ends on an exact solve).
+    - ``may_converge(iteration)``: False while the stopping tests must wait (pre-training).
+    - ``phase(iteration)``: the phase name in progress lines and logs.
+    - ``per_step(state) -> dict``: fields recorded after every step (MFRA's rank).
+    - ``plan``: said after the size of the fit in the first progress line.
+    """
 
-def _restore_state(template, header: dict, z):
-    """Fill a state NamedTuple of the same type as ``template`` from a checkpoint."""
-    if header["state_type"] != type(template).__name__:
-        raise ValueError(
-            f"checkpoint holds a {header['state_type']} but the optimiser makes {type(template).__name__}"
-        )
-    values = {}
-    for name, tmpl in zip(template._fields, template):
-        m = header["fields"][name]
-        if m["kind"] == "none":
-            values[name] = None
-        elif m["kind"] == "scalar":
-            v = m["value"]
-            values[name] = float(v) if isinstance(v, str) and isinstance(tmpl, float) else v
-        else:
-            leaves = [z[f"{name}/{i}"] for i in range(m["n"])]
-            if tmpl is None or not jax.tree_util.tree_leaves(tmpl):
-                values[name] = leaves[0] if len(leaves) == 1 else leaves
-            else:
-                treedef = jax.tree_util.tree_structure(tmpl)
-                tl = jax.tree_util.tree_leaves(tmpl)
-                conv = [jnp.asarray(a) if isinstance(t, jax.Array) else np.asarray(a) for a, t in zip(leaves, tl)]
-                values[name] = jax.tree_util.tree_unflatten(treedef, conv)
-    return type(template)(**values)
-
-
-# ------------------------------------------------------------------------------------------
-# the loop
-# ------------------------------------------------------------------------------------------
+    model: Any
+    optimizer: Any
+    start: Callable[[], tuple]
+    template: Callable[[], Any]
+    to_params: Callable[[Any], Any] = lambda x: x
+    between: Callable | None = None
+    finish: Callable | None = None
+    may_converge: Callable[[int], bool] = _always
+    phase: Callable[[int], str] = lambda it: "main"
+    per_step: Callable | None = None
+    plan: str = ""
 
 
 def _fmt_time(s: float) -> str:
@@ -280,6 +259,140 @@ def _fmt_time(s: float) -> str:
         return "?"
     s = int(round(s))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def fit(problem: FitProblem, data: TrainingData, settings: "TrainSettings", valid: TrainingData | None = None,
+        callback: Callable | None = None, out=None):
+    """The one fitting loop: run ``problem`` on prepared ``data`` under ``settings``' stopping
+    rules (:mod:`mlipress.optim.loop`), with progress lines, JSON-lines log, checkpoints and
+    resume. Returns ``(state, history, stop_reason)``.
+
+    ``valid``: prepared validation data (its errors are logged too); ``callback(record)`` at
+    every log point, True stops; ``out``: stream of the progress lines (``sys.stdout``).
+    A checkpoint (``settings.checkpoint``, every ``checkpoint_every`` iterations and at the end)
+    holds the whole optimiser state (:mod:`mlipress.training.checkpoint`); ``resume=True``
+    continues from it to bit-identical parameters.
+    """
+    s = settings
+    out = sys.stdout if out is None else out
+    opt, model = problem.optimizer, problem.model
+    t_start = time.perf_counter()
+    history: list[dict] = []
+    elapsed_before = 0.0
+    ckpt = Path(s.checkpoint) if s.checkpoint else None
+    log_fh = None
+    rules = StopRules(s.max_iter, s.gtol, s.ftol, s.ftol_window, s.max_time)
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - t_start
+
+    def say(msg: str) -> None:
+        if s.log_every:
+            print(msg, file=out, flush=True)
+
+    def emit(record: dict) -> bool:
+        history.append(record)
+        if log_fh is not None:
+            log_fh.write(json.dumps(record) + "\n")
+            log_fh.flush()
+        return bool(callback(record)) if callback is not None else False
+
+    resumed, done_reason, it, recent = False, "", 0, None
+    if s.resume and ckpt is not None and ckpt.exists():
+        header, state = checkpoint.load(ckpt, opt.init(problem.template()))
+        if header.get("seed") != s.seed or header.get("n_configs") != data.n_configs:
+            raise ValueError(f"checkpoint {ckpt} was written for a different seed or training set")
+        it, recent = header["iteration"], [float(v) for v in header["recent"]]
+        history.extend(header["history"])
+        elapsed_before, done_reason, resumed = header["elapsed"], header.get("stop_reason", ""), True
+        say(f"resumed from {ckpt}: iteration {it}")
+    if s.log_file:
+        log_fh = open(s.log_file, "a" if resumed else "w", encoding="utf-8")
+
+    def record(kind: str, state, it: int) -> dict:
+        params = problem.to_params(state.params)
+        err = rmse(model, params, data)
+        rec = {"event": kind, "phase": problem.phase(it), "iteration": it, "f": state.value,
+               "grad_norm": float(state.grad_norm), "energy_rmse_meV_per_atom": 1e3 * err["energy_rmse"],
+               "force_rmse_eV_per_A": err["force_rmse"], "virial_rmse_eV": err["virial_rmse"],
+               "elapsed": elapsed()}
+        if valid is not None:
+            v = rmse(model, params, valid)
+            rec["valid_energy_rmse_meV_per_atom"] = 1e3 * v["energy_rmse"]
+            rec["valid_force_rmse_eV_per_A"] = v["force_rmse"]
+        if problem.per_step is not None:
+            rec.update(problem.per_step(state))
+        return rec
+
+    def save(state, it: int, stop: str = "") -> None:
+        header = {"iteration": it, "seed": s.seed, "n_configs": data.n_configs, "elapsed": elapsed(),
+                  "history": history, "recent": [repr(float(v)) for v in recent[-(s.ftol_window + 1):]]}
+        checkpoint.save(ckpt, state, {**header, "stop_reason": stop} if stop else header)
+
+    try:
+        if not resumed:
+            x0, events, message = problem.start()
+            say(message)
+            for event in events:
+                emit({**event, "elapsed": elapsed()})
+            state = opt.init(x0)
+            recent = [state.value]
+        n_params = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(state.params))
+        say(f"{data.n_configs} configurations ({data.n_atoms} atoms), {n_params} parameters, "
+            f"at most {s.max_iter} iterations{problem.plan}")
+        t_run, it0 = time.perf_counter(), it
+
+        def between(state, it):
+            if problem.between is None:
+                return state, False
+            state, event, restart = problem.between(state, it)
+            if event is not None:
+                message = event.pop("message", None)
+                if message:
+                    say(message)
+                emit({**event, "phase": problem.phase(it), "iteration": it, "elapsed": elapsed()})
+            return state, restart
+
+        def after(state, it, reason):
+            last = it >= s.max_iter or problem.phase(it) != problem.phase(it + 1)
+            if s.log_every and (it % s.log_every == 0 or last or reason):
+                rec = record("progress", state, it)
+                rate = (time.perf_counter() - t_run) / (it - it0)
+                extra = ""
+                if valid is not None:
+                    extra = (f"  valid E {rec['valid_energy_rmse_meV_per_atom']:8.3f} "
+                             f"F {rec['valid_force_rmse_eV_per_A']:.4f}")
+                say(f"{rec['phase'][:5]:5s} {it:6d}/{s.max_iter:<6d} f {rec['f']:.6e}  "
+                    f"E {rec['energy_rmse_meV_per_atom']:9.3f} meV/atom  F {rec['force_rmse_eV_per_A']:.4f} eV/A{extra}"
+                    f"  |g| {rec['grad_norm']:.2e}  {_fmt_time(rec['elapsed'])} elapsed, "
+                    f"ETA {_fmt_time(rate * (s.max_iter - it))}")
+                if emit(rec):
+                    reason = reason or "callback"
+            elif problem.per_step is not None:
+                history.append({"event": "step", "iteration": it, "f": state.value, **problem.per_step(state)})
+            if ckpt is not None and s.checkpoint_every and it % s.checkpoint_every == 0:
+                save(state, it)
+            return reason
+
+        if done_reason:
+            reason = done_reason
+        else:
+            state, it, reason = iterate(opt, state, rules, start=it, recent=recent, between=between, after=after,
+                                        elapsed=elapsed, may_converge=problem.may_converge)
+            if problem.finish is not None:
+                state = problem.finish(state)
+        if ckpt is not None and s.checkpoint_every:
+            save(state, it, reason)
+        rec = record("final", state, it)
+        rec["stop_reason"] = reason
+        emit(rec)
+        say(f"done after {it} iterations ({reason}): f {state.value:.6e}, "
+            f"E {rec['energy_rmse_meV_per_atom']:.3f} meV/atom, F {rec['force_rmse_eV_per_A']:.4f} eV/A, "
+            f"{_fmt_time(rec['elapsed'])}")
+    finally:
+        if log_fh is not None:
+            log_fh.close()
+    return state, history, reason
 
 
 def _initial_solve(model, params, data, s: TrainSettings):
@@ -292,6 +405,34 @@ def _initial_solve(model, params, data, s: TrainSettings):
     return p, loss
 
 
+def exact_solve(obj: Objective, params, f_now: float, normalise: bool = False):
+    """The exact linear solve between optimiser steps, written once: ``(params, f, kind)`` with
+    the linear coefficients solved exactly for the nonlinear part of ``params`` (first
+    ``model.normalise``d when ``normalise``, MLIP's orthonormalisation, falling back to the
+    plain solve if that does not lower ``f``), kept only if ``f`` does not rise above ``f_now``
+    (``kind`` "kept" then, "solve" or "orthonormalise+solve" otherwise)."""
+    model, data = obj.model, obj.data
+    candidates = []
+    if normalise:
+        p, loss = linear_solve(model, model.normalise(params), data)
+        candidates.append((loss + obj.penalty(p), "orthonormalise+solve", p))
+    if not candidates or candidates[0][0] > f_now:
+        p, loss = linear_solve(model, params, data)
+        candidates.append((loss + obj.penalty(p), "solve", p))
+    f_best, kind, p_best = min(candidates, key=lambda c: c[0])
+    if not f_best <= f_now:
+        return params, f_now, "kept"
+    return p_best, f_best, kind
+
+
+def prepare_sets(model, train_data, valid_data, s: "TrainSettings"):
+    """Prepared training data and, if given and non-empty, validation data."""
+    data = prepare(as_dataset(train_data), model, s.weights, max_atoms=s.max_atoms)
+    if valid_data is None or not len(as_dataset(valid_data)):
+        return data, None
+    return data, prepare(as_dataset(valid_data), model, s.weights, max_atoms=s.max_atoms)
+
+
 def train(
     mtp: MTP,
     train_data,
@@ -301,9 +442,10 @@ def train(
     callback: Callable | None = None,
     out=None,
 ) -> TrainResult:
-    """Fit ``mtp`` to ``train_data`` (a :class:`Dataset` or sequence of configurations).
+    """Fit ``mtp`` (any model of the contract, :mod:`mlipress.models.base`) to ``train_data``
+    (a :class:`Dataset` or sequence of configurations).
 
-    ``mtp`` may be untrained (MLIP's template: random start, scaling search, pre-training) or
+    ``mtp`` may be untrained (random start, exact solve; pre-training under MLIP's scheme) or
     trained (continue from its coefficients). ``valid_data``: optional data whose RMSEs are
     logged too. ``optimizer_factory(value_and_grad, value) -> Optimizer``: see the module
     docstring. ``callback(record)`` runs at every log point; returning True stops training.
@@ -311,204 +453,50 @@ def train(
     for the procedure, stopping rules and checkpoints (REFERENCE.md section 3).
     """
     s = settings
-    out = sys.stdout if out is None else out
-    t_start = time.perf_counter()
-    train_ds = as_dataset(train_data)
-    data = prepare(train_ds, mtp, s.weights, max_atoms=s.max_atoms)
-    valid = prepare(as_dataset(valid_data), mtp, s.weights, max_atoms=s.max_atoms) if valid_data is not None and len(as_dataset(valid_data)) else None
-    obj = Objective(mtp, data)
+    model = mtp
+    data, valid = prepare_sets(model, train_data, valid_data, s)
+    obj = Objective(model, data)
     # current(params): the iterate with its linear coefficients (exact under variable projection)
     target, current = optimisation_target(obj, s.variable_projection)
     opt = (bfgs(target.value_and_grad, target.value, precondition=preconditioner(obj, s)) if optimizer_factory is None
            else optimizer_factory(target.value_and_grad, target.value))
-    penalty_of = obj.penalty
+    n_pre = 0 if model.trained else s.pretrain_count
 
-    history: list[dict] = []
-    elapsed_before = 0.0
-    log_fh = None
-    ckpt = Path(s.checkpoint) if s.checkpoint else None
+    def start():
+        if model.trained:
+            return model.params(), [], (f"training a trained potential: {data.n_configs} configurations, "
+                                        f"{data.n_atoms} atoms")
+        params, loss = _initial_solve(model, model.init(s.seed), data, s)
+        f0 = loss + obj.penalty(params)
+        return (params, [{"event": "scaling_search", "iteration": 0, "f": f0}],
+                f"untrained potential: random start (seed {s.seed}), linear solve, f = {f0:.6g}")
 
-    def emit(record: dict) -> bool:
-        history.append(record)
-        if log_fh is not None:
-            log_fh.write(json.dumps(record) + "\n")
-            log_fh.flush()
-        return bool(callback(record)) if callback is not None else False
-
-    def say(msg: str) -> None:
-        if s.log_every:
-            print(msg, file=out, flush=True)
-
-    def elapsed() -> float:
-        return elapsed_before + time.perf_counter() - t_start
-
-    def solve_step(params, f_now, orthonormalise=True):
-        """Orthonormalise + exact linear solve; never increases f. Returns (params, f, kind)."""
-        pen = penalty_of
-        candidates = []
-        if orthonormalise:
-            p, loss = linear_solve(mtp, mtp.normalise(params), data)
-            candidates.append((loss + pen(p), "orthonormalise+solve", p))
-        if not candidates or candidates[0][0] > f_now:
-            p, loss = linear_solve(mtp, params, data)
-            candidates.append((loss + pen(p), "solve", p))
-        f_best, kind, p_best = min(candidates, key=lambda c: c[0])
-        if not f_best <= f_now:
-            return params, f_now, "kept"
-        return p_best, f_best, kind
-
-    # ---------------- start or resume ----------------
-    phase, phase_iter, total_iter, state = None, 0, 0, None
-    resumed = False
-    recent_restored: list[float] = []
-    if s.resume and ckpt is not None and ckpt.exists():
-        header, z = _load_header(ckpt)
-        if header.get("seed") != s.seed or header.get("n_configs") != data.n_configs:
-            raise ValueError(f"checkpoint {ckpt} was written for a different seed or training set")
-        # the template only supplies the state's type and pytree structures
-        template = opt.init(mtp.params() if mtp.trained else mtp.init(s.seed))
-        state = _restore_state(template, header, z)
-        recent_restored = [float(v) for v in header["recent"]]
-        phase, phase_iter, total_iter = header["phase"], header["phase_iter"], header["total_iter"]
-        history.extend(header["history"])
-        elapsed_before = header["elapsed"]
-        resumed = True
-        say(f"resumed from {ckpt}: phase {phase}, iteration {total_iter}")
-
-    if s.log_file:
-        log_fh = open(s.log_file, "a" if resumed else "w", encoding="utf-8")
-
-    try:
-        if not resumed:
-            if mtp.trained:
-                params = mtp.params()
-                phase = "main"
-                say(f"training a trained potential: {data.n_configs} configurations, {data.n_atoms} atoms")
-            else:
-                params, loss = _initial_solve(mtp, mtp.init(s.seed), data, s)
-                phase = "pretrain" if s.pretrain_count > 0 else "main"
-                say(
-                    f"untrained potential: random start (seed {s.seed}), linear solve, "
-                    f"f = {loss + penalty_of(params):.6g}"
-                )
-                emit({"event": "scaling_search", "iteration": 0, "f": loss + penalty_of(params), "elapsed": elapsed()})
-            state = opt.init(params)
-
-        n_params = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(state.params))
-        n_pre = s.pretrain_count if phase == "pretrain" else 0
-        say(
-            f"{data.n_configs} configurations ({data.n_atoms} atoms), {n_params} parameters, "
-            f"at most {s.max_iter} iterations"
-            + (f" ({n_pre} pre-training, then {s.max_iter - n_pre} main)" if n_pre else "")
-        )
-
-        recent: list[float] = recent_restored if resumed else [state.value]
-        stop_reason = ""
-        t_phase, it_phase0 = time.perf_counter(), phase_iter
-
-        def record(kind: str) -> dict:
-            nonlocal t_phase
-            params = current(state.params)
-            err = rmse(mtp, params, data)
-            rec = {
-                "event": kind, "phase": phase, "iteration": total_iter, "f": state.value,
-                "grad_norm": state.grad_norm, "energy_rmse_meV_per_atom": 1e3 * err["energy_rmse"],
-                "force_rmse_eV_per_A": err["force_rmse"], "virial_rmse_eV": err["virial_rmse"],
-                "n_evals": int(state.n_evals), "elapsed": elapsed(),
-            }
-            if valid is not None:
-                v = rmse(mtp, params, valid)
-                rec["valid_energy_rmse_meV_per_atom"] = 1e3 * v["energy_rmse"]
-                rec["valid_force_rmse_eV_per_A"] = v["force_rmse"]
-            return rec
-
-        def progress(rec: dict) -> None:
-            done = phase_iter - it_phase0
-            rate = (time.perf_counter() - t_phase) / done if done > 0 else float("nan")
-            eta = rate * (s.max_iter - total_iter) if done > 0 else float("nan")
-            extra = ""
-            if "valid_energy_rmse_meV_per_atom" in rec:
-                extra = f"  valid E {rec['valid_energy_rmse_meV_per_atom']:8.3f} F {rec['valid_force_rmse_eV_per_A']:.4f}"
-            say(
-                f"{phase[:5]:5s} {total_iter:6d}/{s.max_iter:<6d} f {rec['f']:.6e}  E {rec['energy_rmse_meV_per_atom']:9.3f} meV/atom"
-                f"  F {rec['force_rmse_eV_per_A']:.4f} eV/A{extra}  |g| {rec['grad_norm']:.2e}"
-                f"  {_fmt_time(rec['elapsed'])} elapsed, ETA {_fmt_time(eta)}"
-            )
-
-        def checkpoint() -> None:
-            header = {"phase": phase, "phase_iter": phase_iter, "total_iter": total_iter, "seed": s.seed,
-                      "n_configs": data.n_configs, "elapsed": elapsed(), "history": history,
-                      "recent": [repr(float(v)) for v in recent[-(s.ftol_window + 1):]]}
-            _save_checkpoint(ckpt, state, header)
-
-        while phase in ("pretrain", "main"):
-            # iterations are counted in total: pre-training takes its share of max_iter
-            limit = s.pretrain_count if phase == "pretrain" else s.max_iter - (total_iter - phase_iter)
-            stop_reason = f"max_iter ({s.max_iter})"
-            while phase_iter < limit:
-                state = opt.step(state)
-                phase_iter += 1
-                total_iter += 1
-                recent.append(state.value)
-                if phase == "main" and s.linear_solve_every and phase_iter % s.linear_solve_every == 0:
-                    p, f, kind = solve_step(state.params, state.value)
-                    if kind != "kept":
-                        state = opt.reset(state, p)
-                    emit({"event": "linear_solve", "phase": phase, "iteration": total_iter, "kind": kind,
-                          "f": state.value, "elapsed": elapsed()})
-                last = phase_iter >= limit
-                stop = False
-                if phase == "main":
-                    if state.grad_norm <= s.gtol:
-                        stop, stop_reason = True, f"gradient norm {state.grad_norm:.3g} <= gtol"
-                    elif getattr(state, "status", "") in ("line_search_failed", "stationary"):
-                        stop, stop_reason = True, f"optimiser status {state.status}"
-                    elif s.ftol > 0 and s.ftol_window and len(recent) > s.ftol_window:
-                        old = recent[-1 - s.ftol_window]
-                        if old - state.value <= s.ftol * max(abs(old), abs(state.value), 1e-300):
-                            stop, stop_reason = True, f"relative decrease < ftol over {s.ftol_window} iterations"
-                if not stop and s.max_time and elapsed() >= s.max_time:
-                    stop, stop_reason = True, f"time limit ({s.max_time:g} s)"
-                if s.log_every and (phase_iter % s.log_every == 0 or last or stop):
-                    rec = record("progress")
-                    progress(rec)
-                    if emit(rec):
-                        stop, stop_reason = True, "callback"
-                if ckpt is not None and s.checkpoint_every and total_iter % s.checkpoint_every == 0:
-                    checkpoint()
-                if stop:
-                    phase = "done"
-                    break
-            if phase == "pretrain" and total_iter >= s.max_iter:
-                phase = "done"
-            elif phase == "pretrain":
-                params, loss = _initial_solve(mtp, state.params, data, s)
-                phase, phase_iter = "main", 0
-                state = opt.reset(state, params)
-                t_phase, it_phase0 = time.perf_counter(), 0
-                recent = [state.value]
-                say(f"pre-training done; linear solve, f = {state.value:.6g}")
-                emit({"event": "scaling_search", "iteration": total_iter, "f": state.value, "elapsed": elapsed()})
-            elif phase == "main":
-                phase = "done"
-        # a final exact solve, as MLIP ends on one (never increases f)
-        if s.linear_solve_every and not s.variable_projection:
-            p, f, kind = solve_step(state.params, state.value, orthonormalise=False)
+    def between(state, it):
+        if n_pre and it == n_pre and it < s.max_iter:
+            params, _ = _initial_solve(model, state.params, data, s)
+            state = opt.reset(state, params)
+            return state, {"event": "scaling_search", "f": state.value,
+                           "message": f"pre-training done; linear solve, f = {state.value:.6g}"}, True
+        if s.linear_solve_every and it > n_pre and (it - n_pre) % s.linear_solve_every == 0:
+            p, _, kind = exact_solve(obj, state.params, state.value, normalise=True)
             if kind != "kept":
                 state = opt.reset(state, p)
-        if ckpt is not None and s.checkpoint_every:
-            phase = "done"
-            checkpoint()
-        rec = record("final")
-        rec["stop_reason"] = stop_reason
-        emit(rec)
-        say(
-            f"done after {total_iter} iterations ({stop_reason}): f {state.value:.6e}, "
-            f"E {rec['energy_rmse_meV_per_atom']:.3f} meV/atom, F {rec['force_rmse_eV_per_A']:.4f} eV/A, "
-            f"{_fmt_time(rec['elapsed'])}"
-        )
-    finally:
-        if log_fh is not None:
-            log_fh.close()
+            return state, {"event": "linear_solve", "kind": kind, "f": state.value}, False
+        return state, None, False
+
+    def finish(state):  # MLIP ends on an exact solve (never increases f)
+        if s.linear_solve_every and not s.variable_projection:
+            p, _, kind = exact_solve(obj, state.params, state.value)
+            if kind != "kept":
+                state = opt.reset(state, p)
+        return state
+
+    problem = FitProblem(
+        model, opt, start, lambda: model.params() if model.trained else model.init(s.seed),
+        between=between, finish=finish, may_converge=lambda it: it > n_pre,
+        phase=lambda it: "pretrain" if it <= n_pre else "main",
+        plan=f" ({n_pre} pre-training, then {s.max_iter - n_pre} main)" if n_pre else "",
+    )
+    state, history, reason = fit(problem, data, s, valid, callback=callback, out=out)
     params = current(state.params)
-    return TrainResult(mtp.with_params(params), params, history, state, stop_reason)
+    return TrainResult(model.with_params(params), params, history, state, reason)
