@@ -96,6 +96,26 @@ def mlearn(element: str, part: str = "test"):
     return read_maml_json(mlearn_dir(element) / f"{part}.json", species=(element,))
 
 
+def bare_evaluation_times(potential, atoms, species, calls: int) -> list[float]:
+    """Seconds of each of ``calls`` jit-compiled energy+forces+stress evaluations of ``atoms``
+    on one prebuilt padded batch, after a compiling call: the floor of an MD step's cost."""
+    import time
+
+    import jax
+
+    from mlipress.calculator import MTPCalculator
+
+    calc = MTPCalculator(potential, species=species)
+    batch = calc.neighbors.batch(calc.configuration(atoms))
+    jax.block_until_ready(calc.efs(calc.params, batch))
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        jax.block_until_ready(calc.efs(calc.params, batch))
+        times.append(time.perf_counter() - t)
+    return times
+
+
 def machine(threads: int = 1) -> dict:
     """Platform, CPU model, thread count and the load when the benchmark started (timings on a
     loaded machine are inflated: the load average is recorded so readers can tell)."""

@@ -22,13 +22,11 @@ from _common import pin_one_core  # noqa: E402
 pin_one_core()
 
 import argparse  # noqa: E402
-import time  # noqa: E402
 
-import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from ase.build import bulk  # noqa: E402
 
-from _common import machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
+from _common import bare_evaluation_times, machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
 
 from mlipress.calculator import MTPCalculator  # noqa: E402
 from mlipress.simulate import SkinMTPCalculator, run_md  # noqa: E402
@@ -51,17 +49,9 @@ def main() -> None:
     pot = shared_data() / "mlip-reference" / "cubic" / "10" / "pot.mtp"
 
     # Bare evaluation: prebuilt batch, jit-compiled efs only.
-    bare_calc = MTPCalculator(pot, species=["Cu"])
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(repeat)
     atoms.rattle(0.02, seed=0)
-    batch = bare_calc.neighbors.batch(bare_calc.configuration(atoms))
-    jax.block_until_ready(bare_calc.efs(bare_calc.params, batch))
-    times = []
-    for _ in range(10):
-        t = time.perf_counter()
-        jax.block_until_ready(bare_calc.efs(bare_calc.params, batch))
-        times.append(time.perf_counter() - t)
-    bare_ms = 1000 * float(np.median(times))
+    bare_ms = 1000 * float(np.median(bare_evaluation_times(pot, atoms, ["Cu"], 10)))
 
     plain_rate, n = md_rate(MTPCalculator(pot, species=["Cu"]), repeat, args.steps)
     skin = SkinMTPCalculator(pot, species=["Cu"], skin=args.skin)

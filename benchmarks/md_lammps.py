@@ -26,12 +26,10 @@ pin_one_core()
 import argparse
 import time
 
-import jax
 from ase.build import bulk
 
-from _common import machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
+from _common import bare_evaluation_times, machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
 
-from mlipress.calculator import MTPCalculator
 from mlipress.simulate.lammps import LammpsMTP, import_lammps
 
 
@@ -48,13 +46,7 @@ def main() -> None:
     n = len(atoms)
 
     # Bare evaluation: prebuilt batch, jit-compiled efs only.
-    calc = MTPCalculator(pot, species=["Cu"])
-    batch = calc.neighbors.batch(calc.configuration(atoms))
-    jax.block_until_ready(calc.efs(calc.params, batch))
-    start = time.perf_counter()
-    for _ in range(args.bare_calls):
-        jax.block_until_ready(calc.efs(calc.params, batch))
-    bare_ms = 1000 * (time.perf_counter() - start) / args.bare_calls
+    bare_ms = 1000 * sum(bare_evaluation_times(pot, atoms, ["Cu"], args.bare_calls)) / args.bare_calls
 
     # LAMMPS route: compile during a short first run, then time a second one.
     with LammpsMTP(atoms, pot, ["Cu"]) as sim:

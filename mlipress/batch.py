@@ -189,10 +189,10 @@ def _max_neighbors(configs: Sequence[Configuration], lists) -> int:
                default=0)
 
 
-def _pack(configs: Sequence[Configuration], lists, A: int, K: int) -> NeighborBatch:
-    """The one packer: pair lists ``(i, j, r_ij)`` of each configuration into an (A, K) batch."""
+def _pack(configs: Sequence[Configuration], lists, max_nbh: int, A: int, K: int) -> NeighborBatch:
+    """The one packer: pair lists ``(i, j, r_ij)`` of each configuration (at most ``max_nbh``
+    pairs per atom) into an (A, K) batch."""
     n_atoms = sum(c.natoms for c in configs)
-    max_nbh = _max_neighbors(configs, lists)
     if A < n_atoms or K < max_nbh:
         raise ValueError(f"padding ({A} atoms, {K} neighbours) smaller than needed ({n_atoms}, {max_nbh})")
     vectors = np.zeros((A, K, 3))
@@ -241,8 +241,9 @@ def build_batch(
     by default they come from ``padding`` (:meth:`Padding.shape`).
     """
     lists = [pairs(c, cutoff) for c in configs]
-    A, K = padding.shape(sum(c.natoms for c in configs), _max_neighbors(configs, lists))
-    return _pack(configs, lists, A if pad_atoms is None else pad_atoms, K if pad_neighbors is None else pad_neighbors)
+    max_nbh = _max_neighbors(configs, lists)
+    A, K = padding.shape(sum(c.natoms for c in configs), max_nbh)
+    return _pack(configs, lists, max_nbh, A if pad_atoms is None else pad_atoms, K if pad_neighbors is None else pad_neighbors)
 
 
 def chunk_configurations(configs: Sequence[Configuration], max_atoms: int) -> list[list[int]]:
@@ -356,5 +357,6 @@ class SkinNeighborList:
         """The padded batch of the pairs within the cutoff at ``config``'s positions."""
         self.calls += 1
         lists = [self._pairs(config)]
-        self.shape = self.padding.grow(self.shape, config.natoms, _max_neighbors([config], lists))
-        return _pack([config], lists, *self.shape)
+        max_nbh = _max_neighbors([config], lists)
+        self.shape = self.padding.grow(self.shape, config.natoms, max_nbh)
+        return _pack([config], lists, max_nbh, *self.shape)
