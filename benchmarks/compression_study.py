@@ -99,7 +99,7 @@ def plan(levels, kinds, seeds, sweep_ranks, sweep_seeds=None, first_seed=0):
     """The fits in execution order: level by level; within a level the main models with seeds
     outer (a partial run has every model at fewer seeds rather than some models at none), then
     the MF rank sweep (``sweep_seeds`` seeds, default ``seeds``)."""
-    from mlipress.basis import untrained_mtp
+    from mlipress.models.mtp.basis import untrained_mtp
     from mlipress.compress.sweep import make_spec
     from mlipress.radial import rank_for_compression
 
@@ -121,10 +121,10 @@ def plan(levels, kinds, seeds, sweep_ranks, sweep_seeds=None, first_seed=0):
 
 def run(args) -> None:
     import mlipress  # noqa: F401  (float64)
-    from mlipress.basis import untrained_mtp
+    from mlipress.models.mtp.basis import untrained_mtp
     from mlipress.compress.sweep import fit_row
     from mlipress.loss import LossWeights, prepare
-    from mlipress.training import TrainSettings
+    from mlipress.fit import TrainSettings
 
     out = RESULTS / args.json
     doc = json.loads(out.read_text()) if out.exists() and not args.fresh else {}

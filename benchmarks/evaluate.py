@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from _common import machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
 
 from mlipress.data import matrix_to_voigt  # noqa: E402
-from mlipress.evaluator import jitted_efs, params_from_mtp  # noqa: E402
+from mlipress.models.base import jitted_efs  # noqa: E402
 from mlipress.io import read_cfg  # noqa: E402
 from mlipress.io.mtp import read_mtp  # noqa: E402
 from mlipress.batch import build_batch  # noqa: E402
@@ -48,7 +48,7 @@ def time_level(cubic: Path, level: int, repeat: int) -> dict:
     batch = jax.device_put(build_batch(configs, mtp.cutoff))
     t_nl = time.perf_counter() - t0
     efs = jitted_efs(mtp)
-    params = params_from_mtp(mtp)
+    params = mtp.params()
     t0 = time.perf_counter()
     jax.block_until_ready(efs(params, batch))
     t_jit = time.perf_counter() - t0

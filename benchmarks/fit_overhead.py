@@ -13,13 +13,13 @@ on one core (:func:`_common.pin_one_core`):
    + pass, then best of ``--repeat``; wall and process CPU), the energy/force/stress pass that
    the progress-line RMSE uses, and, with ``--experiments``, the same pass with the species
    collapsed to one (same geometry), with two rewrites of the species-pair contraction
-   :func:`mlipress.evaluator.radial_values` (monkeypatched here, checked against the original to
+   :func:`mlipress.models.mtp.evaluator.radial_values` (monkeypatched here, checked against the original to
    1e-9) and with the chunks padded per group of configurations;
 3. ``projection``: one evaluation of the variable-projection target
-   (:class:`mlipress.training.projection.ProjectedObjective`) and its parts: design matrix
+   (:class:`mlipress.fit.projection.ProjectedObjective`) and its parts: design matrix
    (per chunk), weighted rows, QR + SVD, the pass at the solved point; and one reduced
    Gauss-Newton preconditioner estimate (what every BFGS reset costs);
-4. ``fits``: instrumented :func:`mlipress.training.train` runs (each in a fresh subprocess, so
+4. ``fits``: instrumented :func:`mlipress.fit.train` runs (each in a fresh subprocess, so
    JIT caches start cold as in a CLI run) for ``--runs`` (``scheme:PRE+MAIN``, scheme ``vp`` =
    variable projection, ``mlip`` = MLIP's scheme). The package is not modified: its functions
    are wrapped from the outside (module attributes and class methods) with a nesting timer that
@@ -33,9 +33,18 @@ costs (setup, pre-training -> main transition, final record) and an extrapolatio
 
 Usage::
 
-    python benchmarks/fit_overhead.py [--level 10] [--runs vp:10+20 mlip:10+20] [--repeat 3]
-        [--quota Elastic=66,SS=9,AIMD=2,Surface=4] [--max-atoms 2048] [--experiments]
-        [--core N] [--skip-fits] [--output fit_overhead.json]
+    python benchmarks/fit_overhead.py [--level 10] [--runs vp:0+60 vp:75+30 mlip:75+30]
+        [--repeat 3] [--quota Elastic=66,SS=9,AIMD=2,Surface=4] [--max-atoms 2048]
+        [--experiments] [--core N] [--skip-fits] [--package-root DIR] [--output fit_overhead.json]
+
+``vp:75+30`` is the user's run (75 pre-training iterations were the default under variable
+projection until 5172e42), ``vp:0+60`` the current default (no pre-training) past the periodic
+solve + optimiser reset at iteration 50, ``mlip:75+30`` MLIP's scheme. With ``--experiments``
+also the first BFGS steps with a backtracking prototype for blown-up first trials. To measure
+a commit while the working tree is being edited::
+
+    mkdir /tmp/snap && git archive HEAD mlipress | tar -x -C /tmp/snap && git rev-parse HEAD > /tmp/snap/COMMIT
+    python benchmarks/fit_overhead.py --experiments --package-root /tmp/snap
 
 Data: ``$MLIPRESS_SHARED_DATA/nbmotaw`` (mlearn NbMoTaW JSON; skipped with a message when
 absent). Training set: from each training file (not ``*_Test``) every k-th configuration of at
@@ -223,7 +232,7 @@ class CompileLog:
 def radial_values_per_atom(radial, Q, zi, zj):
     """Prototype: C[z_i] gathered per *atom* (a one-hot matmul over A atoms), then only the
     neighbour species (N_T values) contracted per pair: (A, K, N_T R) x (A, N_T R, N_f) instead of
-    (A, K, N_T^2 R) x (N_T^2 R, N_f). Same result as :func:`mlipress.evaluator.radial_values`."""
+    (A, K, N_T^2 R) x (N_T^2 R, N_f). Same result as :func:`mlipress.models.mtp.evaluator.radial_values`."""
     import jax
     import jax.numpy as jnp
 
@@ -249,11 +258,11 @@ def radial_values_all_pairs(radial, Q, zi, zj):
 
 @contextlib.contextmanager
 def patched_radial_values(fn):
-    """Swap :func:`mlipress.evaluator.radial_values` (looked up at trace time) and clear the
+    """Swap :func:`mlipress.models.mtp.evaluator.radial_values` (looked up at trace time) and clear the
     compiled-function caches so new objectives trace the replacement."""
-    import mlipress.evaluator as ev
+    import mlipress.models.mtp.evaluator as ev
     import mlipress.loss as loss_mod
-    import mlipress.training.linear as lin
+    import mlipress.fit.linear as lin
 
     orig = ev.radial_values
 
@@ -277,16 +286,15 @@ def patched_radial_values(fn):
 
 
 def pass_section(mtp, level: int, ds, data, params, repeat: int, experiments: bool, labels) -> dict:
-    import jax
     from jax.flatten_util import ravel_pytree
 
     from mlipress.data import Dataset
-    from mlipress.basis import untrained_mtp
-    from mlipress.evaluator import jitted_efs
+    from mlipress.models.mtp.basis import untrained_mtp
+    from mlipress.models.base import jitted_efs
     from mlipress.loss import Objective, prepare
-    from mlipress.training.init import initial_params
-    from mlipress.training.linear import linear_solve
-    from mlipress.training.trainer import rmse
+    from mlipress.fit.init import initial_params
+    from mlipress.fit.linear import linear_solve
+    from mlipress.fit.trainer import rmse
 
     obj = Objective(mtp, data)
     out = {"loss_grad": first_and_best(lambda: obj.value_and_grad(params)[1], repeat)}
@@ -361,11 +369,11 @@ def projection_section(mtp, data, params, repeat: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from mlipress.evaluator import StructureKey
+    from mlipress.models.base import StructureKey
     from mlipress.loss import Objective
-    from mlipress.training.linear import _design_fn, _weighted_rows, linear_solve
-    from mlipress.training.precondition import gauss_newton_diagonal
-    from mlipress.training.projection import ProjectedObjective
+    from mlipress.fit.linear import _design_fn, _weighted_rows, linear_solve
+    from mlipress.fit.precondition import gauss_newton_diagonal
+    from mlipress.fit.projection import ProjectedObjective
 
     design = _design_fn(StructureKey(mtp))
     out = {"design_per_chunk": []}
@@ -405,6 +413,66 @@ def projection_section(mtp, data, params, repeat: int) -> dict:
         lambda: jnp.asarray(gauss_newton_diagonal(obj, params, 4, 0, projected=True)), 1)
     out["preconditioner_fixed_theta"] = first_and_best(
         lambda: jnp.asarray(gauss_newton_diagonal(obj, solved, 4, 0, projected=False)), 1)
+    return out
+
+
+def backtracking_first(fdf, f0, df0, alpha0=1.0, **kw):
+    """Prototype for the first trials of a line search: while a trial does not even decrease f
+    (a blown-up step, typical of the first preconditioned-gradient step after a BFGS reset),
+    go back to the quadratic-interpolation minimiser, safeguarded to [1e-3, 0.5] x the trial;
+    then the package's strong-Wolfe search from there (trials are cached, never repeated)."""
+    import importlib
+
+    ls = importlib.import_module("mlipress.optim.linesearch")
+    a, cache = float(alpha0), {}
+
+    def cached(x):
+        if x not in cache:
+            cache[x] = fdf(x)
+        return cache[x]
+
+    for _ in range(10):
+        f, _, _ = cached(a)
+        if np.isfinite(f) and f <= f0:
+            break
+        q = ls._quadratic_minimizer(0.0, f0, df0, a, f) if np.isfinite(f) else None
+        a = min(max(q if q is not None else 0.1 * a, 1e-3 * a), 0.5 * a)
+    return ls.strong_wolfe(cached, f0, df0, a, **kw)
+
+
+def first_steps_section(mtp, data, n_steps: int = 4) -> dict:
+    """Evaluations of the first BFGS steps from the trainer's start (scaling search, reduced or
+    fixed-theta preconditioner), with the package's line search and with
+    :func:`backtracking_first` swapped in for it."""
+    import importlib
+
+    from mlipress.loss import Objective
+    from mlipress.fit.init import initial_params, scaling_search
+    from mlipress.fit.projection import optimisation_target
+    from mlipress.fit.trainer import TrainSettings, preconditioner
+
+    bm = importlib.import_module("mlipress.optim.bfgs")
+    orig = bm.strong_wolfe
+    out = {}
+    try:
+        for scheme, vp in (("vp", True), ("mlip", False)):
+            s = TrainSettings(variable_projection=vp)
+            obj = Objective(mtp, data)
+            target, _ = optimisation_target(obj, vp)
+            p0, _, _ = scaling_search(mtp, initial_params(mtp, s.seed), data, s.scaling_grid, s.scaling_refine)
+            for name, sw in (("strong_wolfe", orig), ("quadratic_backtracking_first", backtracking_first)):
+                bm.strong_wolfe = sw
+                opt = bm.bfgs(target.value_and_grad, target.value, precondition=preconditioner(obj, s))
+                st = opt.init(p0)
+                evals, values = [], []
+                for _ in range(n_steps):
+                    new = opt.step(st)
+                    evals.append(int(new.n_evals - st.n_evals))
+                    values.append(float(new.value))
+                    st = new
+                out[f"{scheme}/{name}"] = {"evals_per_step": evals, "f_after_step": values}
+    finally:
+        bm.strong_wolfe = orig
     return out
 
 
@@ -483,12 +551,12 @@ def run_fit(scheme: str, n_pre: int, n_main: int, ds, max_atoms: int, level: int
     import importlib
 
     bfgs_mod = importlib.import_module("mlipress.optim.bfgs")  # the package re-exports a function `bfgs`
-    import mlipress.training.init as init_mod
-    import mlipress.training.linear as lin_mod
-    import mlipress.training.precondition as pre_mod
-    import mlipress.training.projection as proj_mod
-    import mlipress.training.trainer as tr
-    from mlipress.basis import untrained_mtp
+    import mlipress.fit.init as init_mod
+    import mlipress.fit.linear as lin_mod
+    import mlipress.fit.precondition as pre_mod
+    import mlipress.fit.projection as proj_mod
+    import mlipress.fit.trainer as tr
+    from mlipress.models.mtp.basis import untrained_mtp
     from mlipress.loss import LossWeights, Objective
     from mlipress.optim import Optimizer
 
@@ -789,7 +857,8 @@ def print_phase_table(name: str, phases: dict) -> None:
         ev = f"{row['evals_per_iter']:.2f}" if row["evals_per_iter"] is not None else "-"
         print(f"{ph:<11} {row['wall_s']:>7.3f} {row['cpu_s']:>7.3f} {ev:>6} {row['compile_s']:>8.2f}  {ctx} | {parts}")
         if row["evals_per_iter_list"]:
-            print(f"{'':<11} evaluations per iteration {row['evals_per_iter_list']}, line-search trials failing "
+            print(f"{'':<11} median iteration {row['median_iteration_cpu_s']:.3f} s CPU; "
+                  f"evaluations per iteration {row['evals_per_iter_list']}, line-search trials failing "
                   f"Armijo {row['trials_failing_armijo']}/{row['line_search_trials']}, status {row['status']}")
     for ph, row in phases.items():
         big = [f"{k} x{v[0]} {v[1]:.2f} s ({v[2]})" for k, v in row["compiled_functions"].items() if v[1] >= 0.2]
@@ -837,10 +906,10 @@ def main(argv=None) -> int:
         Path(args.worker_out).write_text(json.dumps(raw))
         return 0
 
-    from mlipress.basis import untrained_mtp
+    from mlipress.models.mtp.basis import untrained_mtp
     from mlipress.loss import prepare
-    from mlipress.training.init import initial_params
-    from mlipress.training.linear import linear_solve
+    from mlipress.fit.init import initial_params
+    from mlipress.fit.linear import linear_solve
 
     result = {"benchmark": "per-iteration wall time of a real fit vs the bare loss+gradient pass (NbMoTaW)",
               "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]), "machine": machine(),
@@ -887,6 +956,11 @@ def main(argv=None) -> int:
           f"{pr['preconditioner_projected']['first_cpu_s']:.2f} s (projected), "
           f"{pr['preconditioner_fixed_theta']['first_cpu_s']:.2f} s (fixed theta)")
     result["compile_in_micro_benchmarks"] = comp.since(mark)
+    if args.experiments:
+        result["first_steps"] = first_steps_section(mtp, data)
+        for k, v in result["first_steps"].items():
+            print(f"first BFGS steps, {k}: evaluations {v['evals_per_step']}, f "
+                  + " ".join(f"{x:.4g}" for x in v["f_after_step"]))
 
     fits = []
     if not args.skip_fits:
@@ -895,9 +969,12 @@ def main(argv=None) -> int:
             print(f"\nfit {spec} (subprocess, cold JIT caches) ...", flush=True)
             raw = fit_subprocess(spec, args)
             phases = summarise_fit(raw)
-            ext = extrapolate(phases, USER_RUN["pretrain"], USER_RUN["main"])
+            # with pre-training measured: the user's 75 + 30; without: the same command at the
+            # current default (no pre-training under variable projection, 30 iterations in all)
+            ext_iters = (USER_RUN["pretrain"], USER_RUN["main"]) if pre else (0, USER_RUN["main"])
+            ext = {"iterations": list(ext_iters), **extrapolate(phases, *ext_iters)}
             dup = duplicate_compilations(raw)
-            fits.append({"run": spec, "scheme": scheme, "phases": phases, "extrapolated_75_plus_30": ext,
+            fits.append({"run": spec, "scheme": scheme, "phases": phases, "extrapolated": ext,
                          "duplicate_compilations": dup, "compile_total_s": sum(e[2] for e in raw["compile_events"] if e[0]),
                          "raw": {k: v for k, v in raw.items() if k not in ("excl",)}, "excl": raw["excl"]})
             print_phase_table(f"{spec} ({'variable projection' if scheme == 'vp' else 'MLIP scheme'}), train() "
@@ -910,8 +987,8 @@ def main(argv=None) -> int:
                     fs = row["first_search"]
                     print(f"first line search of {ph}: {fs['trials']} trials from alpha0 {fs['alpha0']:g} to accepted "
                           f"{fs['alpha']:.3g} (2 f0/|phi'(0)| = {fs['alpha_bound_f_nonneg']:.3g})")
-            print(f"extrapolated to 75 + 30 iterations: {ext['wall_s']:.0f} s wall, {ext['cpu_s']:.0f} s CPU "
-                  f"(user: {USER_RUN['wall_s']:.0f} s)")
+            print(f"extrapolated to {ext_iters[0]} + {ext_iters[1]} iterations: {ext['wall_s']:.0f} s wall, "
+                  f"{ext['cpu_s']:.0f} s CPU (user's 75 + 30: {USER_RUN['wall_s']:.0f} s)")
     result["fits"] = fits
     out = write_result(Path(args.output).name, result)
     print(f"wrote {out}")

@@ -10,7 +10,7 @@ Targets (``--target``):
   2021 evaluated on the same validation set.
 
 Every fit runs from MLIP's untrained template of that level (our generator) with MLIP-2's
-procedure (:func:`mlipress.training.train`), one thread. ``--max-configs`` and
+procedure (:func:`mlipress.fit.train`), one thread. ``--max-configs`` and
 ``--max-iter`` size a fit to the machine; the JSON records both, the wall time and the peak
 memory, so a full-size rerun (``--max-configs 0``) is the same command.
 
@@ -36,13 +36,13 @@ import numpy as np  # noqa: E402
 
 from _common import NBMOTAW_SPECIES, RESULTS, machine, mlearn, mlearn_dir, nbmotaw, nbmotaw_dir, write_result  # noqa: E402
 
-from mlipress.basis import untrained_mtp  # noqa: E402
+from mlipress.models.mtp.basis import untrained_mtp  # noqa: E402
 from mlipress.data import Dataset  # noqa: E402
 from mlipress.io.mtp import read_mtp, write_mtp  # noqa: E402
 from mlipress.loss import LossWeights  # noqa: E402
 from mlipress.metrics import error_report, summary_row  # noqa: E402
 from mlipress.predict import predict  # noqa: E402
-from mlipress.training import TrainSettings, train  # noqa: E402
+from mlipress.fit import TrainSettings, train  # noqa: E402
 
 PUBLISHED = {"Li": (16, 0.49, 0.01), "Mo": (20, 2.83, 0.09), "Si": (24, 2.21, 0.06)}
 

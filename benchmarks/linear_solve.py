@@ -1,5 +1,5 @@
 """Speed of the exact linear solve's design matrix: chain rule with sparse product Jacobians
-(mlipress.training.linear) against forward-mode differentiation of the force pass.
+(mlipress.fit.linear) against forward-mode differentiation of the force pass.
 
 Usage::
 
@@ -33,11 +33,11 @@ import numpy as np  # noqa: E402
 from _common import machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
 
 import mlipress  # noqa: E402,F401  (float64)
-from mlipress.evaluator import make_efs_fn, params_from_mtp  # noqa: E402
+from mlipress.models.mtp.evaluator import make_efs_fn  # noqa: E402
 from mlipress.io import read_cfg  # noqa: E402
 from mlipress.io.mtp import read_mtp  # noqa: E402
 from mlipress.loss import prepare  # noqa: E402
-from mlipress.training.linear import linear_solve, mtp_features_fn  # noqa: E402
+from mlipress.fit.linear import linear_solve, mtp_features_fn  # noqa: E402
 
 
 def reference_design(mtp):
@@ -82,7 +82,7 @@ def main() -> None:
     for level in args.levels:
         mtp = read_mtp(cubic / f"{level:02d}" / "pot.mtp")
         prepared = prepare(data, mtp, max_atoms=args.max_atoms)
-        params = params_from_mtp(mtp)
+        params = mtp.params()
         design = jax.jit(mtp_features_fn(mtp))
         first, best, cols = cpu_time(lambda: [design(params, ch.batch) for ch in prepared.chunks], args.repeat)
         _, solve, _ = cpu_time(lambda: linear_solve(mtp, params, prepared)[0].moment, 1)

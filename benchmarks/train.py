@@ -34,7 +34,7 @@ import jax  # noqa: E402
 from _common import machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
 
 import mlipress  # noqa: E402,F401  (float64)
-from mlipress.evaluator import make_efs_fn, params_from_mtp  # noqa: E402
+from mlipress.models.mtp.evaluator import make_efs_fn  # noqa: E402
 from mlipress.io import read_cfg  # noqa: E402
 from mlipress.io.mtp import read_mtp  # noqa: E402
 from mlipress.loss import Objective, prepare  # noqa: E402
@@ -62,7 +62,7 @@ def time_level(cubic: Path, data_file: Path, level: int, repeat: int, max_atoms:
     mtp = read_mtp(cubic / f"{level:02d}" / "pot.mtp")
     dataset = read_cfg(data_file)
     n_atoms = dataset.natoms
-    params = params_from_mtp(mtp)
+    params = mtp.params()
 
     t0 = time.perf_counter()
     data = prepare(dataset, mtp, max_atoms=max_atoms)

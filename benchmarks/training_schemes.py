@@ -3,9 +3,9 @@
 - ``plain``: MLIP's scheme, BFGS on all coefficients from the identity, exact linear solves
   every 50 iterations;
 - ``preconditioned``: the same, BFGS started from the inverse Gauss-Newton diagonal
-  (mlipress/training/precondition.py);
+  (mlipress/fit/precondition.py);
 - ``variable projection``: the default, preconditioned BFGS on the radial part with the linear
-  coefficients solved exactly at every evaluation (mlipress/training/projection.py).
+  coefficients solved exactly at every evaluation (mlipress/fit/projection.py).
 
 Data: the built-in Cu-Ag-Au EMT example, 24 configurations, 80/20 split. Prints the loss every
 20 iterations, final training loss, validation errors and wall time (one thread), and writes
@@ -27,11 +27,11 @@ pin_one_core()
 
 from _common import machine, write_result  # noqa: E402  (puts the repo on sys.path)
 
-from mlipress.basis import untrained_mtp
+from mlipress.models.mtp.basis import untrained_mtp
 from mlipress.examples import make_example_dataset, split
 from mlipress.metrics import error_report, summary_row
 from mlipress.predict import predict
-from mlipress.training import TrainSettings, train
+from mlipress.fit import TrainSettings, train
 
 
 def main() -> None:

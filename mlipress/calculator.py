@@ -21,9 +21,9 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from mlipress.batch import SkinNeighborList
 from mlipress.data import Configuration
-from mlipress.evaluator import jitted_efs, params_from_mtp
+from mlipress.models.base import jitted_efs
 from mlipress.io import parse_species, symbols_to_types
-from mlipress.model import MTP
+from mlipress.models.mtp.model import MTP
 
 
 def types_of(atoms, species: tuple[str, ...] | None, species_count: int) -> np.ndarray:
@@ -44,7 +44,7 @@ def load_potential(potential, params=None) -> tuple[MTP, object]:
     from mlipress.io.mtp import read_mtp
 
     mtp = read_mtp(potential) if isinstance(potential, (str, Path)) else potential
-    return mtp, params_from_mtp(mtp) if params is None else params
+    return mtp, mtp.params() if params is None else params
 
 
 class MTPCalculator(Calculator):

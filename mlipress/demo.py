@@ -15,13 +15,13 @@ def _step(title: str) -> None:
 
 
 def run_demo(directory: Path, quick: bool = False) -> int:
-    from mlipress.basis import untrained_mtp
+    from mlipress.models.mtp.basis import untrained_mtp
     from mlipress.examples import make_example_dataset, split
     from mlipress.io import write_dataset
     from mlipress.io.mtp import read_mtp, write_mtp
     from mlipress.metrics import error_report, format_report
     from mlipress.predict import predict_dataset
-    from mlipress.training import TrainSettings, train
+    from mlipress.fit import TrainSettings, train
 
     t0 = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ Layers:
   weights). Atom, neighbour and configuration counts are padded to bucket sizes so a dataset
   compiles only a few shapes.
 - :func:`make_loss_fn` (pure JAX): ``loss_chunk(params, chunk) -> sum_k L_k`` over a chunk;
-  :func:`radial_penalty` ``(C) -> P``.
+  the model's ``penalty`` (an MTP's: :func:`mlipress.models.mtp.model.radial_penalty`).
 - :class:`Objective` (host): jit-compiled chunk losses and gradients summed over all chunks:
   ``value(params)`` and ``value_and_grad(params)`` return ``f`` and ``df/dparams``.
 - :func:`flatten_mlip_gradient`: a gradient pytree in MLIP's parameter order
@@ -51,7 +51,7 @@ import numpy as np
 
 from mlipress.data import Configuration, Dataset
 from mlipress.batch import NeighborBatch, build_batch, pairs
-from mlipress.evaluator import StructureKey
+from mlipress.models.base import StructureKey
 from mlipress.models.base import Model
 
 __all__ = [
@@ -62,7 +62,6 @@ __all__ = [
     "effective_weights",
     "make_loss_fn",
     "make_loss_terms_fn",
-    "radial_penalty",
     "Objective",
     "flatten_mlip_gradient",
     "MLIP2_PENALTY",
@@ -339,21 +338,6 @@ def prepare(
 # ----------------------------------------------------------------------------------------
 
 
-def radial_penalty(C) -> jax.Array:
-    """MLIP's orthonormality penalty of the radial functions (REFERENCE.md section 3).
-
-    ``C`` (N_T, N_T, N_f, R), the dense radial tensor (``param.dense()`` of a parametrisation); with
-    ``c_mu = C[:, :, mu, :]`` flattened to (N_T^2 R,) and the Gram matrix ``G = c c^T``
-    (N_f, N_f): ``sum_mu (G_mu,mu - 1)^2 + sum_{mu<nu} G_mu,nu^2``. Returns a scalar.
-    """
-    C = jnp.asarray(C)
-    nf = C.shape[2]
-    c = jnp.moveaxis(C, 2, 0).reshape(nf, -1)
-    G = c @ c.T
-    off = jnp.triu(G, k=1)
-    return jnp.sum((jnp.diagonal(G) - 1.0) ** 2) + jnp.sum(off * off)
-
-
 def make_loss_terms_fn(model: Model, weights: LossWeights | None = None):
     """``terms(params, chunk) -> (e, f, s)``: the chunk's weighted energy, force and stress
     sums, ``sum_k w_energy_k (E^-E)^2``, ``sum_i w_force_i |F^_i-F_i|^2``,
@@ -437,7 +421,7 @@ class Objective:
     """MLIP-2's training objective ``f`` over a prepared training set (REFERENCE.md section 3).
 
     ``f(params) = (1/K) sum_k L_k + penalty * P`` with K = ``data.n_configs``, P =
-    ``model.penalty(params)`` (an MTP: :func:`radial_penalty` of its radial part), for any
+    ``model.penalty(params)`` (an MTP: :func:`~mlipress.models.mtp.model.radial_penalty` of its radial part), for any
     model of the contract (:mod:`mlipress.models.base`).
 
     - ``value(params) -> float``

@@ -12,8 +12,8 @@ from typing import Iterable
 import jax
 
 from mlipress.data import Configuration, Dataset
-from mlipress.evaluator import jitted_efs, params_from_mtp
-from mlipress.model import MTP
+from mlipress.models.base import jitted_efs
+from mlipress.models.mtp.model import MTP
 from mlipress.batch import build_batch, chunk_configurations
 
 
@@ -25,7 +25,7 @@ def predict(mtp: MTP, configs: Dataset | Iterable[Configuration], max_atoms: int
     ``params`` overrides the coefficients of ``mtp`` (e.g. a compressed radial part).
     """
     configs = list(configs)
-    params = params_from_mtp(mtp) if params is None else params
+    params = mtp.params() if params is None else params
     efs = jitted_efs(mtp)
     out, site = [None] * len(configs), [None] * len(configs)
     for chunk in chunk_configurations(configs, max_atoms):

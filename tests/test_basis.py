@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlipress.basis import generate_moment_basis, tensor_level, untrained_mtp
+from mlipress.models.mtp.basis import generate_moment_basis, tensor_level, untrained_mtp
 
 # level: (N_f, alpha_moments, basic, times, scalar) -- REFERENCE.md table (04 from MLIP's template)
 REFERENCE = {
@@ -196,7 +196,7 @@ def test_untrained_mtp():
 
 @pytest.mark.slow
 def test_level_28_is_fast():
-    from mlipress.basis import _generate
+    from mlipress.models.mtp.basis import _generate
 
     _generate.cache_clear()
     start = time.perf_counter()

@@ -91,11 +91,11 @@ def test_replace_and_pad_by_name():
 
 
 def test_padded_batch_evaluates_the_same(cu_level10_potential):
-    from mlipress.evaluator import jitted_efs, params_from_mtp
+    from mlipress.models.base import jitted_efs
     from mlipress.io.mtp import read_mtp
 
     mtp = read_mtp(cu_level10_potential)
-    efs, params = jitted_efs(mtp), params_from_mtp(mtp)
+    efs, params = jitted_efs(mtp), mtp.params()
     batch = build_batch([cu(2, seed=3), cu(1, seed=4)], mtp.cutoff)
     n = 32 + 4
     a, b = efs(params, batch), efs(params, pad(batch, batch.n_atoms_padded + 13, batch.n_neighbors_padded + 4))

@@ -11,16 +11,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlipress.basis import untrained_mtp
+from mlipress.models.mtp.basis import untrained_mtp
 from mlipress.compress import fit_compressed, initial_compressed_params, read_compressed, sidecar_path, write_compressed
 from mlipress.compress.fit import rmf_objective, join_xi
 from mlipress.data import Dataset
-from mlipress.evaluator import jitted_efs, params_from_mtp
+from mlipress.models.base import jitted_efs
 from mlipress.examples import make_example_dataset
 from mlipress.loss import Objective, prepare
-from mlipress.model import MTPParams
+from mlipress.models.mtp.model import MTPParams
 from mlipress.radial import Dense, MatrixFactorized, TensorTrain, to_matrix
-from mlipress.training import TrainSettings, linear_solve, to_mtp
+from mlipress.fit import TrainSettings, linear_solve, to_mtp
 
 jax.config.update("jax_enable_x64", True)
 
@@ -64,7 +64,7 @@ def test_gradient_through_factors_matches_finite_differences(problem, kind):
     import jax.flatten_util  # noqa: F401
 
     mtp = problem["mtp"]
-    base = params_from_mtp(problem["trained"])
+    base = problem["trained"].params()
     radial = (MatrixFactorized.random(3, mtp.radial_shape, 2) if kind == "mf"
               else TensorTrain.random(3, mtp.radial_shape, (2, 2, 2)))
     params = base.replace(radial=radial)
@@ -75,7 +75,7 @@ def test_gradient_through_factors_matches_finite_differences(problem, kind):
 @pytest.mark.slow
 def test_rmf_adapter_gradient(problem):
     mtp = problem["mtp"]
-    p = params_from_mtp(problem["trained"])
+    p = problem["trained"].params()
     obj = Objective(mtp, problem["data"])
     vg, v = rmf_objective(obj, p)
     xi, X = join_xi(p), np.asarray(to_matrix(p.radial.dense()))
@@ -95,7 +95,7 @@ def test_rmf_adapter_gradient(problem):
 @pytest.mark.slow
 def test_full_rank_compression_reproduces_model(problem):
     mtp, trained = problem["mtp"], problem["trained"]
-    base = params_from_mtp(trained)
+    base = trained.params()
     batch = problem["data"].chunks[0].batch
     efs = jitted_efs(mtp)
     ref = efs(base, batch)
@@ -166,7 +166,7 @@ def test_factored_file_round_trip_and_dense_export(problem, tmp_path, kind):
     from mlipress.io.mtp import read_mtp
     from mlipress.radial import Dense
 
-    mtp, base = problem["mtp"], params_from_mtp(problem["trained"])
+    mtp, base = problem["mtp"], problem["trained"].params()
     radial = {"mf": MatrixFactorized.random(5, mtp.radial_shape, 2),
               "tt": TensorTrain.random(5, mtp.radial_shape, (2, 2, 2)),
               "dense": Dense.from_dense(base.radial.dense())}[kind]
@@ -182,7 +182,7 @@ def test_factored_file_round_trip_and_dense_export(problem, tmp_path, kind):
     dense_mtp = read_mtp(path)
     batch = problem["data"].chunks[0].batch
     out_f = jitted_efs(mtp)(params, batch)
-    out_d = jitted_efs(dense_mtp)(params_from_mtp(dense_mtp), batch)
+    out_d = jitted_efs(dense_mtp)(dense_mtp.params(), batch)
     for key in ("energy", "forces", "virial"):
         np.testing.assert_allclose(np.asarray(out_d[key]), np.asarray(out_f[key]), atol=1e-10, rtol=1e-10)
     # a sidecar of another potential is refused

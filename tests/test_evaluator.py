@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from mlipress.data import Configuration, matrix_to_voigt
-from mlipress.evaluator import jitted_efs, params_from_mtp
+from mlipress.models.base import jitted_efs
 from mlipress.io import read_cfg, read_maml_json
 from mlipress.io.mtp import read_mtp
 from mlipress.metrics import error_report
-from mlipress.model import MTP
+from mlipress.models.mtp.model import MTP
 from mlipress.batch import build_batch
 from mlipress.predict import predict
 
@@ -132,7 +132,7 @@ def random_cluster(n, species, seed, periodic=True, spacing=2.3):
 def efs_single(mtp, config):
     # Fixed padding: every call shares one compilation.
     batch = build_batch([config], mtp.cutoff, pad_atoms=48, pad_neighbors=64)
-    out = jitted_efs(mtp)(params_from_mtp(mtp), batch)
+    out = jitted_efs(mtp)(mtp.params(), batch)
     n = config.natoms
     return float(out["energy"][0]), np.asarray(out["forces"][:n]), np.asarray(out["virial"][0]), np.asarray(out["energies"][:n])
 

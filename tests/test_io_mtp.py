@@ -10,7 +10,7 @@ import pytest
 from mlipress.io import FileFormatError
 from mlipress.io.atomic import atomic_open
 from mlipress.io.mtp import format_mtp, parse_mtp, read_mtp, write_mtp
-from mlipress.model import MTP, MomentBasis, RadialBasis
+from mlipress.models.mtp.model import MTP, MomentBasis, RadialBasis
 
 TRAINED_LEVELS = ["02", "04", "06", "08", "10", "12", "14", "16", "18", "20", "22", "24", "26"]
 UNTRAINED_LEVELS = ["02", "04", "06", "08", "10", "12", "14", "16", "18", "20"]

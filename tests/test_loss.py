@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import mlipress  # noqa: F401  (float64)
-from mlipress.basis import untrained_mtp
+from mlipress.models.mtp.basis import untrained_mtp
 from mlipress.data import Configuration
-from mlipress.evaluator import make_efs_fn
+from mlipress.models.mtp.evaluator import make_efs_fn
 from mlipress.loss import (
     FAST_COMPILE,
     LossWeights,
@@ -25,9 +25,8 @@ from mlipress.loss import (
     flatten_mlip_gradient,
     make_loss_fn,
     prepare,
-    radial_penalty,
 )
-from mlipress.model import MTPParams
+from mlipress.models.mtp.model import MTPParams, radial_penalty
 from mlipress.radial import Dense, MatrixFactorized
 
 # Every compilation here uses FAST_COMPILE (XLA backend optimisation level 0): half the
@@ -43,14 +42,13 @@ MLIP2_F = {10: 7.600390275199e-07, 16: 4.304363622260e-06, 20: 3.284599548693e-0
 
 
 def _check_against_mlip(shared_data, level: int, grad_tol: float):
-    from mlipress.evaluator import params_from_mtp
     from mlipress.io import read_cfg, read_mtp
 
     root = shared_data / "mlip-reference" / "cubic"
     mtp = read_mtp(root / f"{level}" / "pot.mtp")
     data = prepare(read_cfg(root / "train21.cfg"), mtp)
     assert data.n_configs == 21 and len(data.shapes) == 1
-    value, grad = Objective(mtp, data, compiler_options=FAST_COMPILE).value_and_grad(params_from_mtp(mtp))
+    value, grad = Objective(mtp, data, compiler_options=FAST_COMPILE).value_and_grad(mtp.params())
     assert value == pytest.approx(MLIP2_F[level], rel=1e-8)
 
     ref = np.loadtxt(root / f"{level}" / "loss_grad_train21.txt")

@@ -19,7 +19,7 @@ from mlipress.calculator import MTPCalculator
 from mlipress.examples import make_example_dataset
 from mlipress.models import Model, Params, params_class
 from mlipress.radial import MatrixFactorized
-from mlipress.training import TrainSettings, train
+from mlipress.fit import TrainSettings, train
 
 
 @params_class

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from mlipress.basis import untrained_mtp
+from mlipress.models.mtp.basis import untrained_mtp
 from mlipress.examples import make_example_dataset
 from mlipress.loss import Objective, prepare
 from mlipress.optim import bfgs
-from mlipress.training.init import initial_params
-from mlipress.training.linear import linear_solve
-from mlipress.training.precondition import gauss_newton_diagonal
+from mlipress.fit.init import initial_params
+from mlipress.fit.linear import linear_solve
+from mlipress.fit.precondition import gauss_newton_diagonal
 
 
 def _quadratic(scales):

@@ -1,4 +1,4 @@
-"""Tests of mlipress.training: exact linear solve, initialisation, trainer, checkpoints."""
+"""Tests of mlipress.fit: exact linear solve, initialisation, trainer, checkpoints."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlipress.basis import untrained_mtp
+from mlipress.models.mtp.basis import untrained_mtp
 from mlipress.examples import make_example_dataset
 from mlipress.loss import LossWeights, Objective, prepare
 from mlipress.predict import predict
-from mlipress.training import TrainSettings, initial_params, linear_solve, orthonormalise_radial, train
-from mlipress.training.ensemble import train_ensemble
+from mlipress.fit import TrainSettings, initial_params, linear_solve, train
+from mlipress.models.mtp.features import orthonormalise_radial
+from mlipress.fit.ensemble import train_ensemble
 
 # small and fast: level 6, 3 species, 8 configurations of 32 atoms
 FAST = dict(max_iter=16, pretrain_iters=6, linear_solve_every=8, log_every=4,
@@ -78,9 +79,9 @@ def test_design_matrix_equals_derivative_of_the_force_pass(dataset, radial):
     differentiation of energies, forces and virials with respect to the moment coefficients."""
     import jax
 
-    from mlipress.evaluator import StructureKey, make_efs_fn
+    from mlipress.models.mtp.evaluator import make_efs_fn
     from mlipress.radial import MatrixFactorized
-    from mlipress.training.linear import mtp_features_fn
+    from mlipress.models.mtp.features import mtp_features_fn
 
     mtp = untrained_mtp(10, 3, 1.5, 5.0)
     p = initial_params(mtp, seed=2, scaling=0.1)
@@ -199,7 +200,7 @@ def test_variable_projection_gradient_and_value(dataset, mtp):
     central finite differences of F (the envelope theorem), zero for species and moment."""
     from jax.flatten_util import ravel_pytree
 
-    from mlipress.training.projection import ProjectedObjective
+    from mlipress.fit.projection import ProjectedObjective
 
     data = prepare(dataset, mtp)
     obj = Objective(mtp, data)

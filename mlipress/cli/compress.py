@@ -67,7 +67,7 @@ def run(args) -> int:
     from mlipress.io.mtp import read_mtp
     from mlipress.loss import prepare
     from mlipress.radial import dense_param_count
-    from mlipress.training import TrainSettings, rmse
+    from mlipress.fit import TrainSettings, rmse
 
     mtp = read_mtp(args.potential)
     data = read_data(args.train, args.species, mtp)

@@ -17,7 +17,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from mlipress.basis import untrained_mtp
+    from mlipress.models.mtp.basis import untrained_mtp
     from mlipress.io.mtp import write_mtp
 
     count = species_count(args.species_count, args.species)

@@ -72,13 +72,13 @@ def format_table(agg, chosen, base_radial: int) -> str:
 
 
 def run(args) -> int:
-    from mlipress.basis import untrained_mtp
+    from mlipress.models.mtp.basis import untrained_mtp
     from mlipress.compress.sweep import aggregate, choose_ranks, sweep
     from mlipress.io.atomic import atomic_write
     from mlipress.io.mtp import read_mtp
     from mlipress.loss import LossWeights
     from mlipress.radial import dense_param_count
-    from mlipress.training import TrainSettings
+    from mlipress.fit import TrainSettings
 
     train = read_data(args.train, args.species)
     valid = read_data(args.valid, args.species)

@@ -134,15 +134,15 @@ def resolve_options(args) -> dict:
 
 
 def run(args) -> int:
-    from mlipress.basis import untrained_mtp
+    from mlipress.models.mtp.basis import untrained_mtp
     from mlipress.examples import split
     from mlipress.io.atomic import atomic_write
     from mlipress.io.mtp import read_mtp, write_mtp
     from mlipress.loss import LossWeights
     from mlipress.metrics import error_report, format_report
     from mlipress.predict import predict_dataset
-    from mlipress.training.ensemble import train_ensemble
-    from mlipress.training.trainer import TrainSettings, train
+    from mlipress.fit.ensemble import train_ensemble
+    from mlipress.fit.trainer import TrainSettings, train
 
     o = resolve_options(args)
     if not o["train"]:
@@ -231,7 +231,7 @@ def _train_compressed(mtp, data, valid, spec, settings, o, out_path: Path, t0: f
     from mlipress.metrics import error_report, format_report
     from mlipress.predict import predict_dataset
     from mlipress.radial import dense_param_count
-    from mlipress.training.ensemble import indexed_path, summarise
+    from mlipress.fit.ensemble import indexed_path, summarise
 
     if o["ensemble"] > 1 and mtp.trained:
         raise ValueError("an ensemble needs an untrained potential (members differ by their random start)")

@@ -33,7 +33,7 @@ import numpy as np
 
 from mlipress.io.atomic import atomic_write
 from mlipress.io.mtp import format_mtp, parse_mtp
-from mlipress.model import MTP, MTPParams
+from mlipress.models.mtp.model import MTP, MTPParams
 from mlipress.radial import Dense, MatrixFactorized, TensorTrain
 
 __all__ = ["FORMAT", "VERSION", "sidecar_path", "write_compressed", "read_compressed", "radial_kind"]
@@ -66,7 +66,7 @@ def write_compressed(path, mtp: MTP, params, spec: str | None = None) -> tuple[P
     """Write the dense ``.mtp`` at ``path`` and the factored sidecar next to it.
 
     ``mtp``: the potential's structure (its coefficients are replaced by ``params``);
-    ``params``: :class:`~mlipress.model.MTPParams` with ``radial`` a :class:`Dense` /
+    ``params``: :class:`~mlipress.models.mtp.model.MTPParams` with ``radial`` a :class:`Dense` /
     :class:`MatrixFactorized` / :class:`TensorTrain`;
     ``spec``: optional spec string recorded in the header (e.g. ``"rmf:6"``).
     Returns ``(mtp_path, sidecar_path)``.

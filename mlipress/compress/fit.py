@@ -4,7 +4,7 @@
 radial tensor ``C`` (eq. (5)) is parametrised according to a spec (:func:`mlipress.radial.
 parse_radial_spec`):
 
-- ``dense``: the base MTP, :func:`mlipress.training.train` unchanged.
+- ``dense``: the base MTP, :func:`mlipress.fit.train` unchanged.
 - ``mf:R`` (``C = reshape(U V^T)``, section II.C) and ``tt:R1,R2,R3`` (tensor train, section
   II.C): Euclidean BFGS (section II.D.2.a) over species, moment and the factors, with
   ``params.radial`` a :class:`~mlipress.radial.MatrixFactorized` /
@@ -14,7 +14,7 @@ parse_radial_spec`):
   factorisation), accepted only if ``f`` does not increase, and BFGS is reset. A final plain
   linear solve follows (as MLIP ends on one). With ``settings.variable_projection``
   (the default) BFGS moves the factors only and the linear coefficients are exact at every
-  evaluation (:mod:`mlipress.training.projection`).
+  evaluation (:mod:`mlipress.fit.projection`).
 - ``rmf:R``: Riemannian BFGS on ``R^{n_xi} x M_r`` (section II.D.2.b, Algorithm 2 of the
   supplementary), through :func:`rmf_objective`, the adapter ``params <-> (xi, X)`` with
   ``xi = [species | moment]`` and ``X = to_matrix(C)`` (the (N_T^2, N_f N_b) unfolding).
@@ -23,7 +23,7 @@ parse_radial_spec`):
 
 With ``settings.variable_projection`` (the default) every method optimises the radial part
 only, the species and moment coefficients being solved exactly at every evaluation
-(:mod:`mlipress.training.projection`); for R-MF and MFRA the Riemannian variable is then
+(:mod:`mlipress.fit.projection`); for R-MF and MFRA the Riemannian variable is then
 ``X`` alone (``xi`` gets a zero gradient and is completed exactly). ``False`` gives the paper's
 formulation on ``(xi, X)``.
 
@@ -31,13 +31,13 @@ Starting points (section II.D): a *trained* dense MTP is compressed by truncated
 unfolding (MF, R-MF, MFRA at rank ``r_min``) or TT-SVD (TF), the linear coefficients re-solved
 exactly, then refitted; an *untrained* MTP gets random factors (:meth:`MatrixFactorized.random`,
 :meth:`TensorTrain.random` with ``settings.seed``) and the trainer's initialisation (scaling
-search with an exact linear solve at every trial, :func:`mlipress.training.scaling_search`).
+search with an exact linear solve at every trial, :func:`mlipress.fit.scaling_search`).
 
-Every method is a :class:`~mlipress.training.trainer.FitProblem` of the one fitting loop
-(:func:`mlipress.training.trainer.fit`): the same stopping rules, progress lines, JSON-lines
+Every method is a :class:`~mlipress.fit.trainer.FitProblem` of the one fitting loop
+(:func:`mlipress.fit.trainer.fit`): the same stopping rules, progress lines, JSON-lines
 log, checkpoints and bit-identical resume as the dense fit.
 
-All results are :class:`CompressedResult`, a :class:`~mlipress.training.TrainResult` extended
+All results are :class:`CompressedResult`, a :class:`~mlipress.fit.TrainResult` extended
 with the spec and the (factored) radial parametrisation; ``result.mtp`` holds the dense
 ``C = param.dense()`` so it can be written as a standard ``.mtp``.
 """
@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlipress.loss import Objective
-from mlipress.model import MTP
+from mlipress.models.mtp.model import MTP
 from mlipress.optim import bfgs, mfra, rbfgs
 from mlipress.optim import fixed_rank as fr
 from mlipress.radial import (
@@ -64,9 +64,9 @@ from mlipress.radial import (
     parse_radial_spec,
     to_matrix,
 )
-from mlipress.training import TrainResult, TrainSettings, scaling_search, train
-from mlipress.training.projection import optimisation_target
-from mlipress.training.trainer import FitProblem, exact_solve, fit, prepare_sets, preconditioner
+from mlipress.fit import TrainResult, TrainSettings, scaling_search, train
+from mlipress.fit.projection import optimisation_target
+from mlipress.fit.trainer import FitProblem, exact_solve, fit, prepare_sets, preconditioner
 
 __all__ = [
     "CompressedResult",
@@ -110,7 +110,7 @@ def rmf_objective(obj: Objective, template):
     ``X`` is the dense unfolding ``Chat = to_matrix(C)`` (N_T^2, N_f N_b), ``xi`` as in
     :func:`join_xi`; the gradients are Euclidean, ``(dL/dxi, dL/dX)`` (the R-BFGS of Algorithm 2
     projects ``dL/dX`` onto the tangent space of the fixed-rank manifold itself). ``obj`` may be
-    a :class:`~mlipress.training.projection.ProjectedObjective` (``dL/dxi = 0``). ``template``:
+    a :class:`~mlipress.fit.projection.ProjectedObjective` (``dL/dxi = 0``). ``template``:
     params supplying everything else (the MTP's scaling).
     """
     shape = obj.model.radial_shape
@@ -160,7 +160,7 @@ def _truncate(spec: RadialSpec, C):
 
 def initial_compressed_params(mtp: MTP, data, spec: RadialSpec | str, settings: TrainSettings,
                               resolve: bool = True):
-    """The starting :class:`~mlipress.model.MTPParams` of :func:`fit_compressed` (``radial`` is the
+    """The starting :class:`~mlipress.models.mtp.model.MTPParams` of :func:`fit_compressed` (``radial`` is the
     chosen parametrisation).
 
     Trained ``mtp``: truncation of its ``C`` (:func:`_truncate`), then, with ``resolve``, an

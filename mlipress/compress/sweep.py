@@ -6,7 +6,7 @@ per fit, the number of radial parameters, the compression ``1 - n / (N_T^2 N_f N
 validation metrics: the loss ``f`` (the training :class:`~mlipress.loss.Objective`, same
 weights, evaluated on the validation set) and the energy / force / stress RMSEs.
 :func:`aggregate` reduces the rows to mean +- 1 sigma per rank (sample standard deviation,
-ddof = 1, as :mod:`mlipress.training.ensemble`), and :func:`choose_ranks` picks
+ddof = 1, as :mod:`mlipress.fit.ensemble`), and :func:`choose_ranks` picks
 
 - the *optimal* rank of the paper (section III.B): the minimum mean validation loss among the
   ranks that remove at least 20% of the base radial parameters (``n <= 0.8 n_base``, tested
@@ -157,7 +157,7 @@ def sweep(mtp, train, valid, kind: str, ranks: Iterable, seeds, settings, out=No
     ``kind``: ``mf``, ``rmf``, ``tt``, ``mfra`` (or ``dense``: ranks are ignored, one entry).
     ``ranks``: ints (TT: r -> (r, r, r), clipped) or TT triples; MFRA: RMAX values.
     ``seeds``: a count K (seeds ``settings.seed .. + K-1``) or an explicit list.
-    ``settings``: :class:`mlipress.training.TrainSettings` (weights, ``max_iter``, ...).
+    ``settings``: :class:`mlipress.fit.TrainSettings` (weights, ``max_iter``, ...).
     ``on_row(row)`` is called after each fit (e.g. to save partial results).
     Rows: see :func:`fit_row`.
     """

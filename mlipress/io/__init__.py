@@ -1,7 +1,7 @@
 """File formats: MLIP ``.mtp``/``.cfg``, mlearn/maml JSON, and anything ASE reads.
 
 The rest of the package only sees :class:`~mlipress.data.Dataset` and
-:class:`~mlipress.model.MTP`; this layer is the single place that knows file layouts, unit
+:class:`~mlipress.models.mtp.model.MTP`; this layer is the single place that knows file layouts, unit
 conventions (kbar, ASE stress sign) and the species <-> type-index map.
 
 - :func:`read_dataset` / :func:`write_dataset` pick the format from the suffix.

@@ -28,7 +28,7 @@ import numpy as np
 
 from mlipress.io.atomic import atomic_write
 from mlipress.io.errors import FileFormatError
-from mlipress.model import MTP, MomentBasis, RadialBasis
+from mlipress.models.mtp.model import MTP, MomentBasis, RadialBasis
 
 __all__ = ["read_mtp", "parse_mtp", "write_mtp", "format_mtp", "RADIAL_BASIS_TYPES"]
 

@@ -1,5 +1,5 @@
 """Potential families behind one contract (:mod:`mlipress.models.base`); the MTP
-(:class:`mlipress.model.MTP`) is the first."""
+(:class:`mlipress.models.mtp.model.MTP`) is the first."""
 
 from mlipress.models.base import Model, Params, nonlinear_bytes, params_class
 

@@ -37,6 +37,7 @@ and ``FROZEN`` (fields no optimiser moves: their gradient is reported as zero).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
 
@@ -44,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Model", "Params", "params_class", "nonlinear_bytes"]
+__all__ = ["Model", "Params", "params_class", "nonlinear_bytes", "StructureKey", "jitted_efs"]
 
 
 class Params:
@@ -133,3 +134,27 @@ class Model(Protocol):
     def penalty(self, params: Params) -> jax.Array: ...
 
     def normalise(self, params: Params) -> Params: ...
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StructureKey:
+    """Hash a model by its structure only (``model.structure_key()``, not its coefficients),
+    to share compiled code between models of the same structure."""
+
+    model: object
+
+    def __hash__(self):
+        return hash(self.model.structure_key())
+
+    def __eq__(self, other):
+        return isinstance(other, StructureKey) and self.model.structure_key() == other.model.structure_key()
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_efs(key: StructureKey):
+    return jax.jit(key.model.efs_fn())
+
+
+def jitted_efs(model):
+    """A jit-compiled ``model.efs_fn()`` shared by all models of the same structure."""
+    return _jitted_efs(StructureKey(model))

@@ -5,7 +5,7 @@ Contract: an :class:`~mlipress.optim.bfgs.Optimizer` ``(init, step, reset)`` and
 steps it; after each step ``between`` may replace the state (an exact linear solve between
 steps, a reset) and ``after`` logs and checkpoints. The
 stopping rules (:class:`StopRules`, :func:`stop_reason`) are written here once: the fitting
-workflow (:mod:`mlipress.training.trainer`: every model, dense or compressed, BFGS, R-BFGS,
+workflow (:mod:`mlipress.fit.trainer`: every model, dense or compressed, BFGS, R-BFGS,
 MFRA) and the bare :func:`minimize` of the optimiser tests use the same ones.
 """
 

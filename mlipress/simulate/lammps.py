@@ -64,7 +64,7 @@ import numpy as np
 from mlipress.batch import SkinNeighborList
 from mlipress.calculator import load_potential
 from mlipress.data import Configuration
-from mlipress.evaluator import jitted_efs
+from mlipress.models.base import jitted_efs
 from mlipress.io import symbols_to_types
 
 #: LAMMPS ``metal`` units: pressure (bar) per eV/A^3 (LAMMPS' ``nktv2p``).
@@ -282,7 +282,7 @@ class LammpsMTP:
     """A serial LAMMPS instance whose forces come from an mlipress MTP via ``fix external``.
 
     ``atoms``: ASE atoms (all-periodic or non-periodic); ``potential``: ``.mtp`` path or
-    :class:`~mlipress.model.MTP`; ``species``: element of each MTP type (type order; may be
+    :class:`~mlipress.models.mtp.model.MTP`; ``species``: element of each MTP type (type order; may be
     omitted for a one-species potential); ``params``: optional coefficients overriding the
     potential's (e.g. from :func:`mlipress.compress.files.read_compressed`); ``skin``: Verlet
     skin of the pair list in A; ``fix_id``: ID of the ``fix external``; ``screen``: echo LAMMPS

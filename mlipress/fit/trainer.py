@@ -4,16 +4,16 @@ REFERENCE.md section 3. :func:`train` minimises the objective of :class:`mlipres
 (``f = (1/K) sum_k L_k + penalty P(C)``) over ``{radial, species, moment}`` (``scaling`` is
 fixed between scaling searches; the objective reports a zero gradient for it). By default
 (``variable_projection=True``) BFGS moves the radial part only and the species and moment
-coefficients are solved exactly at every evaluation (:mod:`mlipress.training.projection`):
+coefficients are solved exactly at every evaluation (:mod:`mlipress.fit.projection`):
 on an untrained level-20 Mo fit this reached in 10 iterations a lower loss than MLIP's
 scheme (below) in 165. ``variable_projection=False`` is MLIP's scheme:
 
 1. untrained potential: random orthonormal radial functions (``seed``), exact linear solve
-   and scaling search (:mod:`mlipress.training.init`), ``pretrain_iters`` BFGS iterations
+   and scaling search (:mod:`mlipress.fit.init`), ``pretrain_iters`` BFGS iterations
    (75, MLIP's number), then the scaling search again;
 2. main phase: the rest of the ``max_iter`` optimiser iterations; every ``linear_solve_every``
    iterations the radial functions are orthonormalised and species + moment coefficients
-   solved exactly (:mod:`mlipress.training.linear`), and the optimiser is reset (its
+   solved exactly (:mod:`mlipress.fit.linear`), and the optimiser is reset (its
    curvature belongs to the old point). Unlike MLIP, the orthonormalised candidate is kept
    only if it does not increase ``f``; otherwise the plain linear solve (radial unchanged) is
    used, and if that is also worse the iterate is kept: the loss never goes up at a solve.
@@ -24,7 +24,7 @@ scheme (below) in 165. ``variable_projection=False`` is MLIP's scheme:
 The optimiser is pluggable: ``optimizer_factory(value_and_grad, value) -> Optimizer`` (an
 ``(init, step, reset)`` triple from :mod:`mlipress.optim`); the default is
 :func:`mlipress.optim.bfgs` with the strong-Wolfe line search, started from the inverse
-Gauss-Newton diagonal (``precondition=True``; :mod:`mlipress.training.precondition`): without
+Gauss-Newton diagonal (``precondition=True``; :mod:`mlipress.fit.precondition`): without
 it, fits from an untrained potential stall within tens of iterations.
 
 Progress: a line every ``log_every`` iterations (iteration, f, training energy RMSE in
@@ -52,17 +52,17 @@ import jax
 import numpy as np
 
 from mlipress.data import as_dataset
-from mlipress.evaluator import jitted_efs
+from mlipress.models.base import jitted_efs
 from mlipress.loss import LossWeights, Objective, TrainingData, prepare
 from mlipress.metrics import error_statistics
-from mlipress.model import MTP
+from mlipress.models.mtp.model import MTP
 from mlipress.optim import bfgs
 from mlipress.optim.loop import StopRules, iterate
-from mlipress.training import checkpoint
-from mlipress.training.init import scaling_search
-from mlipress.training.linear import linear_solve
-from mlipress.training.precondition import inverse_gauss_newton_diagonal
-from mlipress.training.projection import optimisation_target
+from mlipress.fit import checkpoint
+from mlipress.fit.init import scaling_search
+from mlipress.fit.linear import linear_solve
+from mlipress.fit.precondition import inverse_gauss_newton_diagonal
+from mlipress.fit.projection import optimisation_target
 
 __all__ = ["TrainSettings", "TrainResult", "FitProblem", "fit", "train", "to_mtp", "rmse", "prepare_sets", "exact_solve"]
 
@@ -87,7 +87,7 @@ class TrainSettings:
       part of ``max_iter``. None (default): 75 (MLIP's) for MLIP's scheme, 0 under variable
       projection, where the linear coefficients are exact at every evaluation, so the scaling
       search that pre-training prepares is a single exact solve that changes nothing.
-    - ``scaling_grid``, ``scaling_refine``: see :func:`mlipress.training.init.scaling_search`.
+    - ``scaling_grid``, ``scaling_refine``: see :func:`mlipress.fit.init.scaling_search`.
       The default is a single exact solve at scaling 1, not MLIP's search: every radial function
       carries the scaling, so a basis function built from k moments scales as s^k; the exact
       linear solve absorbs that (the loss after it is the same to 1e-16 for s in 1e-3..10,
@@ -100,7 +100,7 @@ class TrainSettings:
     - ``max_atoms``: atoms per evaluation chunk (memory bound).
     - ``precondition``, ``precondition_probes``: Gauss-Newton diagonal start of BFGS.
     - ``variable_projection``: optimise the radial part only, with species and moment
-      coefficients solved exactly at every evaluation (:mod:`mlipress.training.projection`;
+      coefficients solved exactly at every evaluation (:mod:`mlipress.fit.projection`;
       default). ``False`` gives MLIP's scheme: BFGS on all coefficients, exact solves every
       ``linear_solve_every`` iterations.
     """
@@ -201,7 +201,7 @@ def rmse(model, params, data: TrainingData) -> dict:
 def preconditioner(obj: Objective, settings: "TrainSettings"):
     """The ``precondition`` argument of :func:`mlipress.optim.bfgs` for these settings: the
     inverse Gauss-Newton diagonal of ``obj`` (reduced under variable projection), re-estimated
-    at every reset, i.e. after each linear solve (:mod:`mlipress.training.precondition`); None
+    at every reset, i.e. after each linear solve (:mod:`mlipress.fit.precondition`); None
     when ``settings.precondition`` is off."""
     if not settings.precondition:
         return None
@@ -270,7 +270,7 @@ def fit(problem: FitProblem, data: TrainingData, settings: "TrainSettings", vali
     ``valid``: prepared validation data (its errors are logged too); ``callback(record)`` at
     every log point, True stops; ``out``: stream of the progress lines (``sys.stdout``).
     A checkpoint (``settings.checkpoint``, every ``checkpoint_every`` iterations and at the end)
-    holds the whole optimiser state (:mod:`mlipress.training.checkpoint`); ``resume=True``
+    holds the whole optimiser state (:mod:`mlipress.fit.checkpoint`); ``resume=True``
     continues from it to bit-identical parameters.
     """
     s = settings

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlipress.loss import TrainingData
-from mlipress.model import MTP
-from mlipress.training.linear import linear_solve
+from mlipress.models.mtp.model import MTP
+from mlipress.fit.linear import linear_solve
 
 __all__ = ["initial_params", "scaling_search", "DEFAULT_LOG10_GRID"]
 

@@ -1,7 +1,7 @@
 """Variable projection: optimise the radial part with the linear coefficients always exact.
 
 The loss is linear least squares in theta = (species, moment) for a fixed radial part c
-(:mod:`mlipress.training.linear`), so the fit can be posed over c alone:
+(:mod:`mlipress.fit.linear`), so the fit can be posed over c alone:
 
     F(c) = min_theta f(c, theta) = f(c, theta*(c)),     grad F(c) = d_c f(c, theta*(c))
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from mlipress.loss import Objective
 from mlipress.models.base import nonlinear_bytes
-from mlipress.training.linear import linear_solve
+from mlipress.fit.linear import linear_solve
 
 __all__ = ["ProjectedObjective", "optimisation_target"]
 

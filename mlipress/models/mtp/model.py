@@ -3,7 +3,7 @@
 An :class:`MTP` mirrors exactly what an MLIP ``.mtp`` file holds (REFERENCE.md section 1-2),
 so reading and writing are lossless. It is the first implementation of the model contract
 (:mod:`mlipress.models.base`): its structure (species, radial and moment bases) defines the
-pure JAX functions of :mod:`mlipress.evaluator`; its coefficients are an :class:`MTPParams`
+pure JAX functions of :mod:`mlipress.models.mtp.evaluator`; its coefficients are an :class:`MTPParams`
 pytree (``mtp.params()``), and ``mtp.with_params(params)`` is the potential to write.
 
 Shapes: ``radial_coeffs`` (N_T, N_T, N_f, R) indexed ``[z_i, z_j, mu, b]`` (central species
@@ -176,7 +176,7 @@ class MTP:
         """Fresh start: random orthonormal radial functions (reproducible for a seed), zero
         species and moment coefficients, scaling 1."""
         from mlipress.radial import Dense
-        from mlipress.training.linear import orthonormalise_radial
+        from mlipress.models.mtp.features import orthonormalise_radial
 
         C = orthonormalise_radial(np.random.default_rng(seed).standard_normal(self.radial_shape))
         return MTPParams(Dense.from_dense(C), jnp.zeros(self.species_count), jnp.zeros(self.moments.scalar_count),
@@ -208,23 +208,21 @@ class MTP:
         """Orthonormal radial functions (MLIP's step before a periodic linear solve; changes
         the model, so a linear solve follows)."""
         from mlipress.radial import Dense
-        from mlipress.training.linear import orthonormalise_radial
+        from mlipress.models.mtp.features import orthonormalise_radial
 
         return params.replace(radial=Dense.from_dense(orthonormalise_radial(params.radial.dense())))
 
     def efs_fn(self):
-        from mlipress.evaluator import make_efs_fn
+        from mlipress.models.mtp.evaluator import make_efs_fn
 
         return make_efs_fn(self)
 
     def features_fn(self):
-        from mlipress.training.linear import mtp_features_fn
+        from mlipress.models.mtp.features import mtp_features_fn
 
         return mtp_features_fn(self)
 
     def penalty(self, params: MTPParams):
-        from mlipress.loss import radial_penalty
-
         return radial_penalty(params.radial.dense())
 
     def num_params(self) -> dict[str, int]:
@@ -233,3 +231,18 @@ class MTP:
         counts = {"radial": radial, "species": self.species_count, "moment": self.moments.scalar_count}
         counts["total"] = sum(counts.values())
         return counts
+
+
+def radial_penalty(C) -> jax.Array:
+    """MLIP's orthonormality penalty of the radial functions (REFERENCE.md section 3).
+
+    ``C`` (N_T, N_T, N_f, R), the dense radial tensor (``param.dense()`` of a parametrisation); with
+    ``c_mu = C[:, :, mu, :]`` flattened to (N_T^2 R,) and the Gram matrix ``G = c c^T``
+    (N_f, N_f): ``sum_mu (G_mu,mu - 1)^2 + sum_{mu<nu} G_mu,nu^2``. Returns a scalar.
+    """
+    C = jnp.asarray(C)
+    nf = C.shape[2]
+    c = jnp.moveaxis(C, 2, 0).reshape(nf, -1)
+    G = c @ c.T
+    off = jnp.triu(G, k=1)
+    return jnp.sum((jnp.diagonal(G) - 1.0) ** 2) + jnp.sum(off * off)

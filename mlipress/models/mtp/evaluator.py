@@ -5,7 +5,7 @@ paper) in the package; the calculator, the error reports and the training losses
 the factories below. In the style of jax-md, factories take a model description and return
 pure functions of ``(params, batch)``:
 
-- ``params`` is an :class:`~mlipress.model.MTPParams` pytree (``radial``, ``species``,
+- ``params`` is an :class:`~mlipress.models.mtp.model.MTPParams` pytree (``radial``, ``species``,
   ``moment``, ``scaling``); ``radial`` is any radial parametrisation of :mod:`mlipress.radial`
   (dense or low-rank), all contracted by their ``radial_values(Q, zi, zj)``, so compressed
   models run through exactly the same code.
@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlipress.model import MTP, MomentBasis, RadialBasis
+from mlipress.models.mtp.model import MTP, MomentBasis, RadialBasis
 from mlipress.batch import NeighborBatch
 
 
@@ -216,7 +216,7 @@ def make_moments_fn(mtp: MTP):
     def moments(params, batch: NeighborBatch) -> jax.Array:
         return products(basic_moments(params, batch.vectors, batch.mask, batch.types_i, batch.types_j))
 
-    # The two stages separately, for the linear design matrix (mlipress.training.linear).
+    # The two stages separately, for the linear design matrix (mlipress.fit.linear).
     moments.plan, moments.basic, moments.products = plan, basic_moments, products
     return moments
 
@@ -263,36 +263,3 @@ def make_efs_fn(mtp: MTP):
         }
 
     return efs
-
-
-def params_from_mtp(mtp: MTP):
-    """The :class:`~mlipress.model.MTPParams` of a trained MTP (``mtp.params()``)."""
-    return mtp.params()
-
-
-@functools.lru_cache(maxsize=16)
-def _jitted_efs(key):
-    return jax.jit(key.model.efs_fn())
-
-
-@dataclass(frozen=True, eq=False)
-class StructureKey:
-    """Hash a model by its structure only (``model.structure_key()``, not its coefficients),
-    to share compiled code between models of the same structure."""
-
-    model: object
-
-    @property
-    def mtp(self):
-        return self.model
-
-    def __hash__(self):
-        return hash(self.model.structure_key())
-
-    def __eq__(self, other):
-        return isinstance(other, StructureKey) and self.model.structure_key() == other.model.structure_key()
-
-
-def jitted_efs(model):
-    """A jit-compiled ``model.efs_fn()`` shared by all models of the same structure."""
-    return _jitted_efs(StructureKey(model))

@@ -13,10 +13,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from mlipress.metrics import error_report
-from mlipress.model import MTP
+from mlipress.models.mtp.model import MTP
 from mlipress.predict import predict_dataset
 from mlipress.data import as_dataset
-from mlipress.training.trainer import TrainResult, TrainSettings, train
+from mlipress.fit.trainer import TrainResult, TrainSettings, train
 
 __all__ = ["EnsembleResult", "train_ensemble", "summarise"]
 

@@ -15,7 +15,7 @@ gradient passes. BFGS then starts from ``H0 = diag(1 / GN)`` (see ``precondition
 :func:`mlipress.optim.bfgs`).
 
 Under variable projection (``projected=True``) the probes go through
-:class:`~mlipress.training.projection.ProjectedObjective`, so the linear coefficients are
+:class:`~mlipress.fit.projection.ProjectedObjective`, so the linear coefficients are
 re-solved for the shifted labels and the estimate is the diagonal of the *reduced* Gauss-Newton
 matrix ``J_c^T (I - P_theta) W J_c`` (P_theta: projector onto the linear columns). Estimated at
 fixed theta instead, it was ~1e10 times too large for the radial coefficients of a level-20 Mo
@@ -32,7 +32,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from mlipress.loss import Objective
-from mlipress.training.projection import ProjectedObjective
+from mlipress.fit.projection import ProjectedObjective
 
 
 def _perturbed_chunk(chunk, rng: np.random.Generator, eps: float = 1.0):

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlipress.model import MTP, MomentBasis, RadialBasis
+from mlipress.models.mtp.model import MTP, MomentBasis, RadialBasis
 
 MAX_FACTORS = 4  # MLIP's templates contain products of at most 4 moment tensors
 MAX_MU = 5  # ... of radial functions mu <= 5 (N_f <= 6)

@@ -1,0 +1,81 @@
+"""Exact least-squares solve of a model's linear coefficients.
+
+REFERENCE.md section 3: MLIP-2 interleaves BFGS with an exact solve of the coefficients the
+model is linear in. :func:`linear_solve` works for any model of the contract
+(:mod:`mlipress.models.base`) through its ``features_fn``: the columns d(E, F, virial) /
+d(params.linear) (an MTP's: :mod:`mlipress.models.mtp.features`). With the nonlinear part
+fixed, the weighted E/F/S residuals of the training loss
+
+    L = (1/K) sum_k [ w_E'(E^-E)^2/N + sum_i w_F,i |F^_i-F_i|^2 + w_S' ||S^-S||_F^2 / N ]
+
+are a linear least-squares problem in theta = params.linear (P unknowns).
+
+Solve: rows are weighted by sqrt(w) and reduced chunk by chunk with a streaming QR of the
+augmented matrix [X | y] (TSQR), so memory is O(P^2) however large the data set, and the
+normal equations (which square the condition number) are never formed. The triangular
+factor is column-equilibrated and solved by SVD with a tiny ridge,
+``s_i / (s_i^2 + (ridge s_max)^2)``, ``ridge = 1e-10`` by default: rank-deficient directions
+(e.g. a species absent from the data, or basis functions identically zero on it) get zero
+instead of noise, everything else is the exact least-squares solution to ~1e-10 relative.
+"""
+
+from __future__ import annotations
+
+import functools
+import jax
+import numpy as np
+
+from mlipress.loss import TrainingChunk, TrainingData
+from mlipress.models.base import StructureKey
+
+__all__ = ["linear_solve"]
+
+@functools.lru_cache(maxsize=8)
+def _compiled_features(key: StructureKey):
+    return jax.jit(key.model.features_fn())
+
+
+def _weighted_rows(chunk: TrainingChunk, features) -> np.ndarray:
+    """Nonzero rows of sqrt(w) [X | y] of one chunk (at most C + 3A + 9C rows, P + 1 columns)."""
+    dE, dF, dV = (np.asarray(a) for a in features)
+    P = dE.shape[1]
+    se, sf, sv = (np.sqrt(np.asarray(w)) for w in (chunk.w_energy, chunk.w_force, chunk.w_stress))
+    energy, forces, virial = (np.asarray(a) for a in (chunk.energy, chunk.forces, chunk.virial))
+    top = np.hstack([dE, energy[:, None]]) * se[:, None]
+    forces = np.concatenate([dF, forces[..., None]], axis=2) * sf[:, None, None]
+    vir = np.concatenate([dV, virial[..., None]], axis=3) * sv[:, None, None, None]
+    rows = np.vstack([top, forces.reshape(-1, P + 1), vir.reshape(-1, P + 1)])
+    keep = np.any(rows[:, :-1] != 0, axis=1) | (rows[:, -1] != 0)
+    return rows[keep]
+
+
+def linear_solve(model, params, data: TrainingData, ridge: float = 1e-10):
+    """``(params with exact linear coefficients, loss of E/F/S residuals at the solution)``.
+
+    ``data``: :func:`mlipress.loss.prepare` output; its effective weights (``w_energy``,
+    ``w_force``, ``w_stress``) define the residuals, so the solve minimises exactly the data
+    part of :class:`mlipress.loss.Objective`. The loss returned is that part,
+    ``(1/K) sum_k L_k`` (no radial penalty, which does not depend on the linear
+    coefficients), computed from the QR residual. Every field of ``params`` but the linear
+    ones (an MTP's radial part, dense or factored, and scaling) is used as given; ``model``
+    is any model of the contract (:mod:`mlipress.models.base`). See the module docstring.
+    """
+    features = _compiled_features(StructureKey(model))
+    P = int(params.linear.shape[0])
+    R = np.zeros((0, P + 1))
+    for chunk in data.chunks:
+        rows = _weighted_rows(chunk, features(params, chunk.batch))
+        R = np.linalg.qr(np.vstack([R, rows]), mode="r")
+        R = R[: P + 1]
+    if R.shape[0] < P + 1:
+        R = np.vstack([R, np.zeros((P + 1 - R.shape[0], P + 1))])
+    Rx, z, res = R[:P, :P], R[:P, P], float(R[P, P]) ** 2 if R.shape[0] > P else 0.0
+    scale = np.linalg.norm(Rx, axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    U, s, Vt = np.linalg.svd(Rx / scale, full_matrices=False)
+    lam = (ridge * (s[0] if s.size and s[0] > 0 else 1.0)) ** 2
+    phi = Vt.T @ ((s / (s * s + lam)) * (U.T @ z))
+    theta = phi / scale
+    # loss at theta: |R theta - z|^2 + residual outside the range of R
+    loss = (float(np.sum((Rx @ theta - z) ** 2)) + res) / data.n_configs
+    return params.with_linear(theta), loss
