@@ -231,3 +231,31 @@ def test_variable_projection_fits_better_at_equal_iterations(dataset, mtp):
     # the returned potential carries the exact linear coefficients of its radial part
     solved, _ = linear_solve(mtp, vp.params, prepare(dataset, mtp))
     np.testing.assert_allclose(np.asarray(solved.moment), np.asarray(vp.params.moment), rtol=1e-6, atol=1e-10)
+
+
+def test_a_fit_compiles_each_chunk_function_once(dataset):
+    # a weakly typed scaling became strongly typed after BFGS's flatten/unflatten, and the loss
+    # and design-matrix functions compiled twice (7.7 s of a 54 s NbMoTaW fit,
+    # benchmarks/results/fit_overhead.md)
+    import collections
+    import logging
+
+    compiled = collections.Counter()
+
+    class Record(logging.Handler):
+        def emit(self, record):
+            message = record.getMessage()
+            if message.startswith("Compiling "):
+                compiled[message.split(" ")[1]] += 1
+
+    mtp = untrained_mtp(4, 3, 1.5, 5.123)  # a structure no other test compiled
+    n_shapes = len(prepare(dataset, mtp).shapes)
+    handler, logger = Record(), logging.getLogger("jax")
+    logger.addHandler(handler)
+    jax.config.update("jax_log_compiles", True)
+    try:
+        train(mtp, dataset, TrainSettings(max_iter=3, log_every=0))
+    finally:
+        jax.config.update("jax_log_compiles", False)
+        logger.removeHandler(handler)
+    assert compiled["jit(chunk_loss)"] == n_shapes and compiled["jit(features)"] == n_shapes, compiled

@@ -114,7 +114,7 @@ def rmf_objective(obj: Objective, template):
     params supplying everything else (the MTP's scaling).
     """
     shape = obj.model.radial_shape
-    template = template.replace(scaling=jnp.asarray(template.scaling))
+    template = template.replace(scaling=jnp.asarray(template.scaling, dtype=jnp.float64))
 
     def params_of(xi, X):
         radial = Dense(from_matrix(jnp.asarray(X, dtype=jnp.float64), shape))

@@ -41,7 +41,7 @@ _INV_PHI = (math.sqrt(5.0) - 1.0) / 2.0
 def initial_params(mtp: MTP, seed: int = 0, scaling: float = 1.0):
     """:meth:`MTP.init` (random orthonormal radial functions from ``seed``, species and moment
     coefficients zero) with the given ``scaling``. Reproducible for a seed."""
-    return mtp.init(seed).replace(scaling=jnp.asarray(float(scaling)))
+    return mtp.init(seed).replace(scaling=jnp.asarray(float(scaling), dtype=jnp.float64))
 
 
 def scaling_search(
@@ -70,7 +70,7 @@ def scaling_search(
 
     def f(log_s: float) -> float:
         if log_s not in cache:
-            p, loss = linear_solve(mtp, params.replace(scaling=jnp.asarray(10.0**log_s)), data)
+            p, loss = linear_solve(mtp, params.replace(scaling=jnp.asarray(10.0**log_s, dtype=jnp.float64)), data)
             loss = loss if np.isfinite(loss) else np.inf
             cache[log_s] = (p, loss)
             trials.append((10.0**log_s, loss))

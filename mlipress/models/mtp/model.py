@@ -180,7 +180,7 @@ class MTP:
 
         C = orthonormalise_radial(np.random.default_rng(seed).standard_normal(self.radial_shape))
         return MTPParams(Dense.from_dense(C), jnp.zeros(self.species_count), jnp.zeros(self.moments.scalar_count),
-                         jnp.asarray(1.0))
+                         jnp.asarray(1.0, dtype=jnp.float64))
 
     def params(self) -> MTPParams:
         """The coefficients of a trained MTP (dense radial tensor)."""
@@ -190,7 +190,7 @@ class MTP:
             raise ValueError("the potential is untrained (no radial/moment coefficients)")
         species = self.species_coeffs if self.species_coeffs is not None else np.zeros(self.species_count)
         return MTPParams(Dense.from_dense(self.radial_coeffs), jnp.asarray(species), jnp.asarray(self.moment_coeffs),
-                         jnp.asarray(self.scaling))
+                         jnp.asarray(self.scaling, dtype=jnp.float64))
 
     def with_params(self, params: MTPParams) -> "MTP":
         """This MTP carrying ``params`` (the dense C of a factored radial part)."""
