@@ -47,7 +47,9 @@ __all__ = [
     "SkinNeighborList",
     "bucket_size",
     "build_batch",
-    "chunk_configurations",
+    "balanced_chunks",
+    "chunk_batches",
+    "config_bucket",
     "pad",
     "pairs",
 ]
@@ -246,19 +248,74 @@ def build_batch(
     return _pack(configs, lists, max_nbh, A if pad_atoms is None else pad_atoms, K if pad_neighbors is None else pad_neighbors)
 
 
-def chunk_configurations(configs: Sequence[Configuration], max_atoms: int) -> list[list[int]]:
-    """Split configuration indices into consecutive chunks of at most ``max_atoms`` atoms
-    (a single larger configuration gets a chunk of its own)."""
-    chunks, current, size = [], [], 0
-    for k, c in enumerate(configs):
-        if current and size + c.natoms > max_atoms:
-            chunks.append(current)
-            current, size = [], 0
-        current.append(k)
-        size += c.natoms
-    if current:
-        chunks.append(current)
-    return chunks
+def balanced_chunks(sizes: Sequence[int], max_atoms: int) -> list[list[int]]:
+    """Split configurations (``sizes`` = atoms of each) into consecutive chunks of at most
+    ``max_atoms`` atoms, as few as possible and of nearly equal size (so one padded shape
+    fits all of them with little waste). A configuration larger than ``max_atoms`` gets a
+    chunk of its own.
+    """
+    sizes = [int(s) for s in sizes]
+    if not sizes:
+        return []
+    cum = np.concatenate([[0], np.cumsum(sizes)])
+    total = int(cum[-1])
+    n = max(1, -(-total // max_atoms))
+    while True:
+        bounds = [0]
+        for j in range(1, n):
+            b = int(np.argmin(np.abs(cum - j * total / n)))
+            if bounds[-1] < b < len(sizes):
+                bounds.append(b)
+        bounds.append(len(sizes))
+        groups = [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        if all(len(g) == 1 or cum[g[-1] + 1] - cum[g[0]] <= max_atoms for g in groups):
+            return groups
+        n += 1
+
+
+def config_bucket(n: int) -> int:
+    """Configurations per chunk padded to 1, 2, 4, 8, ..., then multiples of 64."""
+    if n <= 64:
+        return 1 << max(0, (n - 1).bit_length())
+    return -(-n // 64) * 64
+
+
+def _empty_configuration() -> Configuration:
+    return Configuration(np.zeros((0, 3)), np.zeros(0, np.int64))
+
+
+def chunk_batches(
+    configs: Sequence[Configuration],
+    cutoff: float,
+    max_atoms: int,
+    pad_neighbors: int | None = None,
+    padding: Padding = PADDING,
+) -> list[tuple[list[int], NeighborBatch]]:
+    """A dataset as padded batches of one shape: ``[(indices of the configurations, batch)]``.
+
+    Consecutive, nearly equal chunks of at most ``max_atoms`` atoms (:func:`balanced_chunks`),
+    all padded to one shape: configurations to :func:`config_bucket` of the largest chunk
+    (the extra ones empty), atoms to a multiple of 16 above the largest chunk, neighbour slots
+    by ``padding`` from the largest neighbour count (or ``pad_neighbors``). A configuration
+    larger than ``max_atoms`` gets a chunk and a shape of its own. So a dataset compiles once.
+    """
+    configs = list(configs)
+    groups = balanced_chunks([c.natoms for c in configs], max_atoms)
+    if pad_neighbors is None:
+        pad_neighbors = padding.neighbors(
+            max((int(np.bincount(pairs(c, cutoff)[0]).max(initial=0)) for c in configs if c.natoms), default=0))
+    sizes = [sum(configs[k].natoms for k in g) for g in groups]
+    regular = [s for s, g in zip(sizes, groups) if s <= max_atoms or len(g) > 1]
+    A_common = -(-(max(regular, default=0) + 1) // 16) * 16
+    C_common = config_bucket(max((len(g) for g in groups), default=1))
+    empty = Configuration(np.zeros((0, 3)), np.zeros(0, np.int64))
+    out = []
+    for g, size in zip(groups, sizes):
+        n_pad = C_common if len(g) <= C_common else config_bucket(len(g))
+        pad_atoms = A_common if size + 1 <= A_common else -(-(size + 1) // 16) * 16
+        members = [configs[k] for k in g] + [empty] * (n_pad - len(g))
+        out.append((g, build_batch(members, cutoff, pad_atoms=pad_atoms, pad_neighbors=pad_neighbors)))
+    return out
 
 
 class SkinNeighborList:

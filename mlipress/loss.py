@@ -43,14 +43,14 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mlipress.data import Configuration, Dataset
-from mlipress.batch import NeighborBatch, build_batch, pairs
+from mlipress.batch import NeighborBatch, chunk_batches
 from mlipress.models.base import StructureKey
 from mlipress.models.base import Model
 
@@ -67,7 +67,6 @@ __all__ = [
     "MLIP2_PENALTY",
     "MLIP3_PENALTY",
     "FAST_COMPILE",
-    "balanced_chunks",
 ]
 
 #: Coefficient of the radial orthonormality penalty in MLIP-2 (REFERENCE.md section 3).
@@ -207,42 +206,6 @@ def effective_weights(weights: LossWeights, natoms, ref_forces, atom_config, has
     return w_energy, w_force, w_stress
 
 
-def balanced_chunks(sizes: Sequence[int], max_atoms: int) -> list[list[int]]:
-    """Split configurations (``sizes`` = atoms of each) into consecutive chunks of at most
-    ``max_atoms`` atoms, as few as possible and of nearly equal size (so one padded shape
-    fits all of them with little waste). A configuration larger than ``max_atoms`` gets a
-    chunk of its own.
-    """
-    sizes = [int(s) for s in sizes]
-    if not sizes:
-        return []
-    cum = np.concatenate([[0], np.cumsum(sizes)])
-    total = int(cum[-1])
-    n = max(1, -(-total // max_atoms))
-    while True:
-        bounds = [0]
-        for j in range(1, n):
-            b = int(np.argmin(np.abs(cum - j * total / n)))
-            if bounds[-1] < b < len(sizes):
-                bounds.append(b)
-        bounds.append(len(sizes))
-        groups = [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
-        if all(len(g) == 1 or cum[g[-1] + 1] - cum[g[0]] <= max_atoms for g in groups):
-            return groups
-        n += 1
-
-
-def _config_bucket(n: int) -> int:
-    """Configurations per chunk padded to 1, 2, 4, 8, ..., then multiples of 64."""
-    if n <= 64:
-        return 1 << max(0, (n - 1).bit_length())
-    return -(-n // 64) * 64
-
-
-def _empty_configuration() -> Configuration:
-    return Configuration(np.zeros((0, 3)), np.zeros(0, np.int64))
-
-
 def prepare(
     data: Dataset | Iterable[Configuration],
     model: Model,
@@ -271,25 +234,12 @@ def prepare(
         raise ValueError(
             f"training data uses type index {max_type} but the potential has {model.n_species} species"
         )
-    groups = balanced_chunks([c.natoms for c in configs], max_atoms)
     cutoff = model.cutoff
-    if pad_neighbors is None:
-        most = max((int(np.bincount(pairs(c, cutoff)[0]).max(initial=0)) for c in configs if c.natoms), default=0)
-        pad_neighbors = max(8, -(-most // 4) * 4)
-    # One padded shape for all regular chunks (balanced, so little padding); a configuration
-    # larger than max_atoms gets a chunk and a shape of its own.
-    sizes = [sum(configs[k].natoms for k in g) for g in groups]
-    regular = [s for s, g in zip(sizes, groups) if s <= max_atoms or len(g) > 1]
-    A_common = -(-(max(regular, default=0) + 1) // 16) * 16
-    C_common = _config_bucket(max((len(g) for g in groups), default=1))
-    chunks = []
-    for g, size in zip(groups, sizes):
+    chunks, groups = [], []
+    for g, batch in chunk_batches(configs, cutoff, max_atoms, pad_neighbors=pad_neighbors):
+        groups.append(g)
         members = [configs[k] for k in g]
-        n_real = len(members)
-        n_pad = C_common if n_real <= C_common else _config_bucket(n_real)
-        pad_atoms = A_common if size + 1 <= A_common else -(-(size + 1) // 16) * 16
-        padded = members + [_empty_configuration()] * (n_pad - n_real)
-        batch = build_batch(padded, cutoff, pad_atoms=pad_atoms, pad_neighbors=pad_neighbors)
+        n_pad = batch.n_configs
         A = batch.types_i.shape[0]
         energy = np.zeros(n_pad)
         virial = np.zeros((n_pad, 3, 3))

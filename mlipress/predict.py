@@ -14,7 +14,7 @@ import jax
 from mlipress.data import Configuration, Dataset
 from mlipress.models.base import jitted_efs
 from mlipress.models.mtp.model import MTP
-from mlipress.batch import build_batch, chunk_configurations
+from mlipress.batch import chunk_batches
 
 
 def predict(mtp: MTP, configs: Dataset | Iterable[Configuration], max_atoms: int = 4096, params=None):
@@ -28,9 +28,10 @@ def predict(mtp: MTP, configs: Dataset | Iterable[Configuration], max_atoms: int
     params = mtp.params() if params is None else params
     efs = jitted_efs(mtp)
     out, site = [None] * len(configs), [None] * len(configs)
-    for chunk in chunk_configurations(configs, max_atoms):
+    if not configs:
+        return [], []
+    for chunk, batch in chunk_batches(configs, mtp.cutoff, max_atoms):
         members = [configs[k] for k in chunk]
-        batch = build_batch(members, mtp.cutoff)
         res = jax.device_get(efs(params, batch))
         offset = 0
         for pos, (k, c) in enumerate(zip(chunk, members)):

@@ -328,7 +328,7 @@ def test_flatten_mlip_gradient_order():
 
 
 def test_balanced_chunks_and_single_shape():
-    from mlipress.loss import balanced_chunks
+    from mlipress.batch import balanced_chunks
 
     sizes = [32] * 21
     assert balanced_chunks(sizes, 4096) == [list(range(21))]
