@@ -259,3 +259,18 @@ def test_a_fit_compiles_each_chunk_function_once(dataset):
         jax.config.update("jax_log_compiles", False)
         logger.removeHandler(handler)
     assert compiled["jit(chunk_loss)"] == n_shapes and compiled["jit(features)"] == n_shapes, compiled
+
+
+def test_training_log_and_error_reports_share_one_definition(dataset, mtp):
+    # `train`'s log (rmse on prepared chunks) and `compress`/`errors` (error_report on
+    # predicted configurations) print the same numbers for the same potential and data
+    from mlipress.fit import rmse
+    from mlipress.metrics import error_report
+    from mlipress.predict import predict_dataset
+
+    fitted = train(mtp, dataset, TrainSettings(max_iter=2, log_every=0)).mtp
+    from_log = rmse(fitted, fitted.params(), prepare(dataset, fitted))
+    report = error_report(dataset.configurations, predict_dataset(fitted, dataset).configurations)
+    assert from_log["energy_rmse"] == pytest.approx(report["energy_per_atom_eV"]["rmse"], rel=1e-9)
+    assert from_log["force_rmse"] == pytest.approx(report["forces_eV_per_A"]["rmse"], rel=1e-9)
+    assert from_log["virial_rmse"] == pytest.approx(report["virial_eV"]["rmse"], rel=1e-9)
