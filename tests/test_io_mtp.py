@@ -351,3 +351,16 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
         write_mtp(small_mtp(nt=3), path)
     assert path.read_bytes() == original
     assert [p.name for p in tmp_path.iterdir()] == ["pot.mtp"]  # no temporary left behind
+
+
+def test_mtp_model_contract_file_round_trip(tmp_path):
+    from mlipress.models import Model
+    from mlipress.models.mtp import MTP, untrained_mtp
+
+    mtp = untrained_mtp(6, 2, 1.5, 5.0)
+    assert isinstance(mtp, Model)
+    trained = mtp.with_params(mtp.init(3))
+    trained.write(tmp_path / "p.mtp")
+    back = MTP.read(tmp_path / "p.mtp")
+    np.testing.assert_array_equal(back.radial_coeffs, trained.radial_coeffs)
+    assert back.structure_key() == trained.structure_key()

@@ -23,6 +23,8 @@ A **model** provides
   projection and (later) MaxVol active learning work on;
 - ``penalty(params) -> scalar``: a regulariser of the nonlinear part (MTP: MLIP's radial
   orthonormality penalty), multiplied by ``LossWeights.penalty`` in the loss; 0 if none;
+- ``write(path)`` and the classmethod ``read(path)``: the family's potential file (an MTP's is
+  MLIP's ``.mtp``), written atomically, read with errors naming file, line and field;
 - ``normalise(params) -> params``: a reparametrisation of the nonlinear part applied before the
   periodic exact solve of MLIP's training scheme (MTP: orthonormal radial functions); the
   identity where a family has none.
@@ -134,6 +136,11 @@ class Model(Protocol):
     def penalty(self, params: Params) -> jax.Array: ...
 
     def normalise(self, params: Params) -> Params: ...
+
+    def write(self, path) -> None: ...
+
+    @classmethod
+    def read(cls, path) -> "Model": ...
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -212,6 +212,19 @@ class MTP:
 
         return params.replace(radial=Dense.from_dense(orthonormalise_radial(params.radial.dense())))
 
+    def write(self, path) -> None:
+        """MLIP's ``.mtp`` file (:func:`mlipress.io.mtp.write_mtp`)."""
+        from mlipress.io.mtp import write_mtp
+
+        write_mtp(self, path)
+
+    @classmethod
+    def read(cls, path) -> "MTP":
+        """An ``.mtp`` file, trained or untrained (:func:`mlipress.io.mtp.read_mtp`)."""
+        from mlipress.io.mtp import read_mtp
+
+        return read_mtp(path)
+
     def efs_fn(self):
         from mlipress.models.mtp.evaluator import make_efs_fn
 
