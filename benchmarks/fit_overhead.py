@@ -1,26 +1,33 @@
 """Where the per-iteration wall time of a real fit goes, next to the bare loss+gradient pass.
 
-User report: ``mlipress train --init untrained.mtp --train <342 NbMoTaW configurations>
---max-iter 30`` (level 10, 4 species, 2084 atoms in cells of 2-54 atoms, cutoff 5) ran 75
-pre-training + 30 iterations in 5 min 40 s (~3.4 s per pre-training iteration, ~1.1 s per main
-iteration), while ``benchmarks/train.py`` puts a level-10 loss+gradient pass at ~38 us/atom
-(~0.08 s for 2084 atoms). This script rebuilds such a training set and measures, one thread
-on one core (:func:`_common.pin_one_core`):
+User report (at c0b658a): ``mlipress train --init untrained.mtp --train <342 NbMoTaW
+configurations> --max-iter 30`` (level 10, 4 species, 2130 atoms in cells of 2-54 atoms,
+cutoff 5) ran 75 pre-training + 30 iterations in 5 min 40 s (~3.4 s per pre-training
+iteration, ~1.1 s per main iteration), while ``benchmarks/train.py`` puts a level-10
+loss+gradient pass at ~38 us/atom (~0.08 s). Since 5172e42 ``--max-iter 30`` means 30
+iterations in all, and variable projection (the default) has no pre-training. This script
+rebuilds such a training set and measures, one thread on one core
+(:func:`_common.pin_one_core`):
 
 1. ``padding``: the chunks :func:`mlipress.loss.prepare` builds (CLI defaults: max_atoms 2048,
    MLIP-2 weights): padded vs real configurations, atoms and neighbour slots;
 2. ``pass``: the bare :meth:`mlipress.loss.Objective.value_and_grad` (first call = JIT compile
    + pass, then best of ``--repeat``; wall and process CPU), the energy/force/stress pass that
    the progress-line RMSE uses, and, with ``--experiments``, the same pass with the species
-   collapsed to one (same geometry), with two rewrites of the species-pair contraction
-   :func:`mlipress.models.mtp.evaluator.radial_values` (monkeypatched here, checked against the original to
-   1e-9) and with the chunks padded per group of configurations;
+   collapsed to one (same geometry), with two rewrites of the species-pair contraction of
+   :meth:`mlipress.radial.Dense.radial_values` (swapped in for
+   :func:`mlipress.models.mtp.evaluator.radial_values`, checked against the original) and with
+   the chunks padded per group of configurations;
 3. ``projection``: one evaluation of the variable-projection target
-   (:class:`mlipress.fit.projection.ProjectedObjective`) and its parts: design matrix
-   (per chunk), weighted rows, QR + SVD, the pass at the solved point; and one reduced
-   Gauss-Newton preconditioner estimate (what every BFGS reset costs);
+   (:class:`mlipress.fit.projection.ProjectedObjective`) and its parts: design matrix (the MTP's
+   ``features_fn``, :func:`mlipress.models.mtp.features.mtp_features_fn`, per chunk), weighted
+   rows, QR + SVD, the pass at the solved point; and one Gauss-Newton preconditioner estimate,
+   reduced and at fixed theta (what every BFGS reset costs); with ``--experiments`` also the
+   first BFGS steps with the package's line search and with a backtracking prototype for
+   blown-up first trials;
 4. ``fits``: instrumented :func:`mlipress.fit.train` runs (each in a fresh subprocess, so
-   JIT caches start cold as in a CLI run) for ``--runs`` (``scheme:PRE+MAIN``, scheme ``vp`` =
+   JIT caches start cold as in a CLI run) for ``--runs`` (``scheme:PRE+MAIN``: ``PRE``
+   pre-training iterations (``pretrain_iters``) and ``max_iter = PRE + MAIN``; scheme ``vp`` =
    variable projection, ``mlip`` = MLIP's scheme). The package is not modified: its functions
    are wrapped from the outside (module attributes and class methods) with a nesting timer that
    books exclusive wall and CPU time per (phase bucket, context, part); compilations are
@@ -28,30 +35,41 @@ on one core (:func:`_common.pin_one_core`):
    records ``state.n_evals`` differences and every strong-Wolfe search its trials.
 
 The result is the per-iteration breakdown for the pre-training and main phases, the one-off
-costs (setup, pre-training -> main transition, final record) and an extrapolation to the user's
-75 + 30 iteration run.
+costs (setup, pre-training -> main transition, final record), each fit's whole CPU and wall
+time and an extrapolation to the user's command.
 
 Usage::
 
-    python benchmarks/fit_overhead.py [--level 10] [--runs vp:0+60 vp:75+30 mlip:75+30]
+    python benchmarks/fit_overhead.py [--level 10] [--runs vp:0+30 vp:75+30 mlip:75+30]
         [--repeat 3] [--quota Elastic=66,SS=9,AIMD=2,Surface=4] [--max-atoms 2048]
-        [--experiments] [--core N] [--skip-fits] [--package-root DIR] [--output fit_overhead.json]
+        [--experiments] [--core N] [--skip-fits] [--package-root DIR] [--reference OLD.json]
+        [--output fit_overhead.json]
 
-``vp:75+30`` is the user's run (75 pre-training iterations were the default under variable
-projection until 5172e42), ``vp:0+60`` the current default (no pre-training) past the periodic
-solve + optimiser reset at iteration 50, ``mlip:75+30`` MLIP's scheme. With ``--experiments``
-also the first BFGS steps with a backtracking prototype for blown-up first trials. To measure
+``vp:0+30`` is the user's command now (30 iterations, no pre-training), ``vp:75+30`` the
+user's run (``pretrain_iters=75`` set explicitly: 75 were the default under variable
+projection until 5172e42), ``mlip:75+30`` MLIP's scheme (75 pre-training is its default);
+``vp:0+60`` passes the periodic solve + optimiser reset at main iteration 50.
+
+``--package-root DIR`` imports mlipress from DIR instead of the installed package, to measure
 a commit while the working tree is being edited::
 
-    mkdir /tmp/snap && git archive HEAD mlipress | tar -x -C /tmp/snap && git rev-parse HEAD > /tmp/snap/COMMIT
-    python benchmarks/fit_overhead.py --experiments --package-root /tmp/snap
+    mkdir -p /tmp/snap && git archive HEAD mlipress | tar -x -C /tmp/snap && git rev-parse HEAD > /tmp/snap/COMMIT
+    python benchmarks/fit_overhead.py --package-root /tmp/snap
 
-Data: ``$MLIPRESS_SHARED_DATA/nbmotaw`` (mlearn NbMoTaW JSON; skipped with a message when
-absent). Training set: from each training file (not ``*_Test``) every k-th configuration of at
-most 54 atoms, ``quota`` configurations per file kind (default 66 per Elastic file, 9 per SS,
-2 per AIMD, 4 per Surface: 342 configurations, 2130 atoms, 2-54 atoms each). Writes
+The snapshot must have this layout (``mlipress.fit``, ``mlipress.models``, parameter pytrees:
+910650d or later). Older commits (``mlipress.training``, dict parameters, e.g. c80b1a1) are
+measured by the script as of 3ea6d61; the c80b1a1 result behind ``fit_overhead.md`` sections
+1-5 is ``git show 910650d:benchmarks/results/fit_overhead.json``. ``--reference OLD.json``
+copies the whole-fit times of such an earlier result into this one (``reference``), for a
+then/now comparison.
+
+Data: the NbMoTaW training groups of :func:`_common.nbmotaw_groups` (``--data`` or
+``$MLIPRESS_SHARED_DATA/nbmotaw``): from each group every k-th configuration of at most 54
+atoms, ``quota`` configurations per group kind (default 66 per Elastic group, 9 per SS, 2 per
+AIMD, 4 per Surface: 342 configurations, 2130 atoms, 2-54 atoms each). Writes
 ``benchmarks/results/fit_overhead.json``. The process CPU time is the robust figure when other
-processes share the cores (XLA runs on one thread here); the load average is recorded.
+processes share the cores (XLA runs on one thread here); the load average is recorded at the
+start and around every fit.
 """
 
 from __future__ import annotations
@@ -67,6 +85,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import functools  # noqa: E402
+import importlib  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -76,11 +95,23 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from _common import machine, shared_data, write_result  # noqa: E402  (puts the repo on sys.path)
+from _common import NBMOTAW_SPECIES as SPECIES  # noqa: E402  (puts the repo on sys.path)
+from _common import machine, nbmotaw_dir, nbmotaw_groups, write_result  # noqa: E402
 
-SPECIES = ("Nb", "Mo", "Ta", "W")
 DEFAULT_QUOTA = "Elastic=66,SS=9,AIMD=2,Surface=4"
+DEFAULT_RUNS = ["vp:0+30", "vp:75+30", "mlip:75+30"]
+# the user's run at c0b658a: 75 pre-training + 30 main iterations (``--max-iter 30`` counted
+# the main phase only then)
 USER_RUN = {"pretrain": 75, "main": 30, "wall_s": 340.0, "pretrain_s_per_iter": 3.4, "main_s_per_iter": 1.1}
+# the same command now: 30 iterations in all, no pre-training under variable projection
+USER_COMMAND_NOW = {"pretrain": 0, "main": 30}
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
 
 
 # ------------------------------------------------------------------------------------------
@@ -96,28 +127,30 @@ def parse_quota(text: str) -> dict:
     return out
 
 
-def training_set(folder: Path, quota: dict, max_natoms: int = 54):
-    """Every k-th configuration (of at most ``max_natoms`` atoms) of each training file,
-    ``quota[kind]`` of them per file (kind = the part of the name after the first ``_``)."""
-    from mlipress.data import Dataset
-    from mlipress.io import read_maml_json
+def kind_of(group: str) -> str:
+    """The part of a group name after the first ``_`` (``Mo_Elastic`` -> ``Elastic``)."""
+    return group.split("_", 1)[1] if "_" in group else group
 
+
+def training_set(folder: Path, quota: dict, max_natoms: int = 54):
+    """Every k-th configuration (of at most ``max_natoms`` atoms) of each training group,
+    ``quota[kind]`` of them per group. Returns ``(dataset, group of each configuration,
+    configurations per group)``."""
+    from mlipress.data import Dataset
+
+    groups, _ = nbmotaw_groups(folder)
     configs, labels, counts = [], [], {}
-    for path in sorted(folder.glob("*.json")):
-        if path.stem.endswith("_Test"):
-            continue
-        kind = path.stem.split("_", 1)[1] if "_" in path.stem else path.stem
-        q = quota.get(kind, 0)
+    for name, ds in groups.items():
+        q = quota.get(kind_of(name), 0)
         if q <= 0:
             continue
-        ds = read_maml_json(path, species=SPECIES)
         eligible = [i for i, c in enumerate(ds.configurations) if c.natoms <= max_natoms]
         k = max(1, len(eligible) // q)
         picked = eligible[::k][:q]
-        counts[path.stem] = len(picked)
+        counts[name] = len(picked)
         for i in picked:
             configs.append(ds.configurations[i])
-            labels.append(path.stem)
+            labels.append(name)
     return Dataset(tuple(configs), SPECIES), labels, counts
 
 
@@ -126,9 +159,8 @@ def size_summary(ds, labels) -> dict:
     hist = Counter(int(x) for x in n)
     by_kind = defaultdict(lambda: [0, 0])
     for c, lab in zip(ds.configurations, labels):
-        kind = lab.split("_", 1)[1]
-        by_kind[kind][0] += 1
-        by_kind[kind][1] += c.natoms
+        by_kind[kind_of(lab)][0] += 1
+        by_kind[kind_of(lab)][1] += c.natoms
     return {
         "configurations": int(len(n)), "atoms": int(n.sum()), "min": int(n.min()), "median": float(np.median(n)),
         "mean": float(n.mean()), "max": int(n.max()),
@@ -139,7 +171,7 @@ def size_summary(ds, labels) -> dict:
 
 def padding_report(ds, data, labels) -> dict:
     """Padded vs real configurations, atoms and neighbour slots of every chunk."""
-    from mlipress.neighbors import pairs
+    from mlipress.batch import pairs
 
     chunks = []
     for members, ch in zip(data.members, data.chunks):
@@ -152,11 +184,11 @@ def padding_report(ds, data, labels) -> dict:
             "atoms_padded": int(A), "neighbour_slots_padded": int(K), "pairs_real": real_pairs,
             "slots_padded": int(A * K), "slot_fill": real_pairs / (A * K),
         })
-    nbh = np.concatenate([np.bincount(pairs(c, data.cutoff)[0], minlength=c.natoms) for c in ds.configurations])
+    per_config = [np.bincount(pairs(c, data.cutoff)[0], minlength=c.natoms) for c in ds.configurations]
+    nbh = np.concatenate(per_config)
     kind_max = defaultdict(int)
-    for c, lab in zip(ds.configurations, labels):
-        kind_max[lab.split("_", 1)[1]] = max(kind_max[lab.split("_", 1)[1]],
-                                             int(np.bincount(pairs(c, data.cutoff)[0], minlength=c.natoms).max()))
+    for counts, lab in zip(per_config, labels):
+        kind_max[kind_of(lab)] = max(kind_max[kind_of(lab)], int(counts.max()))
     slots = sum(c["slots_padded"] for c in chunks)
     real = sum(c["pairs_real"] for c in chunks)
     return {
@@ -229,52 +261,58 @@ class CompileLog:
 # ------------------------------------------------------------------------------------------
 
 
-def radial_values_per_atom(radial, Q, zi, zj):
+def radial_values_per_atom(C, Q, zi, zj):
     """Prototype: C[z_i] gathered per *atom* (a one-hot matmul over A atoms), then only the
     neighbour species (N_T values) contracted per pair: (A, K, N_T R) x (A, N_T R, N_f) instead of
-    (A, K, N_T^2 R) x (N_T^2 R, N_f). Same result as :func:`mlipress.models.mtp.evaluator.radial_values`."""
+    (A, K, N_T^2 R) x (N_T^2 R, N_f). Same result as :meth:`mlipress.radial.Dense.radial_values`.
+    Needs the (A, K) layout of :func:`mlipress.models.mtp.evaluator.radial_values`' arguments
+    (``zi`` is ``types_i`` broadcast over the neighbour axis)."""
     import jax
     import jax.numpy as jnp
 
-    nt, _, nf, nb = radial.shape
-    zi0 = zi[..., 0]  # types_i broadcast over the neighbour axis
-    Ci = jax.nn.one_hot(zi0, nt, dtype=Q.dtype) @ radial.reshape(nt, nt * nf * nb)  # (..., nt*nf*nb)
+    nt, _, nf, nb = C.shape
+    zi0 = zi[..., 0]
+    Ci = jax.nn.one_hot(zi0, nt, dtype=Q.dtype) @ C.reshape(nt, nt * nf * nb)  # (..., nt*nf*nb)
     Ci = jnp.swapaxes(Ci.reshape(*zi0.shape, nt, nf, nb), -1, -2).reshape(*zi0.shape, nt * nb, nf)
     wj = (jax.nn.one_hot(zj, nt, dtype=Q.dtype)[..., :, None] * Q[..., None, :]).reshape(*Q.shape[:-1], nt * nb)
     return jnp.einsum("...kx,...xf->...kf", wj, Ci)
 
 
-def radial_values_all_pairs(radial, Q, zi, zj):
+def radial_values_all_pairs(C, Q, zi, zj):
     """Prototype: all N_T^2 radial functions per pair by one matmul Q (..., R) x (R, N_T^2 N_f),
     then the pair's own selected by a one-hot contraction over N_T^2."""
     import jax
     import jax.numpy as jnp
 
-    nt, _, nf, nb = radial.shape
-    F = (Q @ jnp.transpose(radial, (3, 0, 1, 2)).reshape(nb, nt * nt * nf)).reshape(*Q.shape[:-1], nt * nt, nf)
+    nt, _, nf, nb = C.shape
+    F = (Q @ jnp.transpose(C, (3, 0, 1, 2)).reshape(nb, nt * nt * nf)).reshape(*Q.shape[:-1], nt * nt, nf)
     pair = jax.nn.one_hot(zi * nt + zj, nt * nt, dtype=Q.dtype)
     return jnp.einsum("...p,...pf->...f", pair, F)
 
 
 @contextlib.contextmanager
 def patched_radial_values(fn):
-    """Swap :func:`mlipress.models.mtp.evaluator.radial_values` (looked up at trace time) and clear the
-    compiled-function caches so new objectives trace the replacement."""
-    import mlipress.models.mtp.evaluator as ev
-    import mlipress.loss as loss_mod
+    """Swap :func:`mlipress.models.mtp.evaluator.radial_values` (looked up at trace time; it
+    receives the (A, K) pair layout and calls the radial layer's ``radial_values``) for ``fn``
+    on dense multi-species radial parts, and clear the compiled-function caches so new
+    objectives, features and E/F/S functions trace the replacement."""
     import mlipress.fit.linear as lin
+    import mlipress.loss as loss_mod
+    import mlipress.models.base as base
+    import mlipress.models.mtp.evaluator as ev
+    from mlipress.radial import Dense
 
     orig = ev.radial_values
 
     def dispatch(radial, Q, zi, zj):
-        if hasattr(radial, "radial_values") or radial.shape[0] == 1:
+        if not isinstance(radial, Dense) or radial.shape[0] == 1:
             return orig(radial, Q, zi, zj)
-        return fn(radial, Q, zi, zj)
+        return fn(radial.C, Q, zi, zj)
 
     def clear():
         loss_mod._compiled_chunk_fns.cache_clear()
-        lin._design_fn.cache_clear()
-        ev._jitted_efs.cache_clear()
+        lin._compiled_features.cache_clear()
+        base._jitted_efs.cache_clear()
 
     ev.radial_values = dispatch
     clear()
@@ -289,12 +327,11 @@ def pass_section(mtp, level: int, ds, data, params, repeat: int, experiments: bo
     from jax.flatten_util import ravel_pytree
 
     from mlipress.data import Dataset
-    from mlipress.models.mtp.basis import untrained_mtp
-    from mlipress.models.base import jitted_efs
-    from mlipress.loss import Objective, prepare
-    from mlipress.fit.init import initial_params
     from mlipress.fit.linear import linear_solve
     from mlipress.fit.trainer import rmse
+    from mlipress.loss import Objective, prepare
+    from mlipress.models.base import jitted_efs
+    from mlipress.models.mtp.basis import untrained_mtp
 
     obj = Objective(mtp, data)
     out = {"loss_grad": first_and_best(lambda: obj.value_and_grad(params)[1], repeat)}
@@ -309,15 +346,15 @@ def pass_section(mtp, level: int, ds, data, params, repeat: int, experiments: bo
 
     f_ref, g_ref = obj.value_and_grad(params)
     g_ref = np.asarray(ravel_pytree(g_ref)[0])
-    ls_ref = first_and_best(lambda: linear_solve(mtp, params, data)[0]["moment"], repeat)
-    exp = {"linear_solve_original": ls_ref}
+    theta_ref = np.asarray(linear_solve(mtp, params, data)[0].linear)
+    exp = {"linear_solve_original": first_and_best(lambda: linear_solve(mtp, params, data)[0].moment, repeat)}
 
     # (a) the same geometry with one species: isolates the cost of the 4-species contraction
     one = Dataset(tuple(dataclasses.replace(c, types=np.zeros_like(c.types)) for c in ds.configurations), ("X",))
-    mtp1 = untrained_mtp(level, 1, mtp.radial_basis.min_dist,
-                         mtp.radial_basis.max_dist, mtp.radial_basis.size)
+    rb = mtp.radial_basis
+    mtp1 = untrained_mtp(level, 1, rb.min_dist, rb.max_dist, rb.size)
     data1 = prepare(one, mtp1, max_atoms=max(c.batch.vectors.shape[0] for c in data.chunks) - 1)
-    p1, _ = linear_solve(mtp1, initial_params(mtp1, 0), data1)
+    p1, _ = linear_solve(mtp1, mtp1.init(0), data1)
     obj1 = Objective(mtp1, data1)
     exp["one_species_same_geometry"] = first_and_best(lambda: obj1.value_and_grad(p1)[1], repeat)
 
@@ -332,25 +369,20 @@ def pass_section(mtp, level: int, ds, data, params, repeat: int, experiments: bo
             row["grad_rel_diff"] = float(np.linalg.norm(g2 - g_ref) / np.linalg.norm(g_ref))
             e2 = jitted_efs(mtp)
             row["efs"] = first_and_best(lambda: [e2(params, c.batch) for c in data.chunks], repeat)
-            row["linear_solve"] = first_and_best(lambda: linear_solve(mtp, params, data)[0]["moment"], repeat)
-            p_new, _ = linear_solve(mtp, params, data)
+            row["linear_solve"] = first_and_best(lambda: linear_solve(mtp, params, data)[0].moment, repeat)
+            theta = np.asarray(linear_solve(mtp, params, data)[0].linear)
+            row["theta_rel_diff_vs_original"] = float(np.linalg.norm(theta - theta_ref) / np.linalg.norm(theta_ref))
             exp[name] = row
-            exp[name]["_theta"] = np.asarray(p_new["moment"]).tolist()
-    theta_ref = np.asarray(linear_solve(mtp, params, data)[0]["moment"])
-    for name in ("radial_per_atom_gather", "radial_all_pairs_select"):
-        th = np.asarray(exp[name].pop("_theta"))
-        exp[name]["theta_rel_diff_vs_original"] = float(np.linalg.norm(th - theta_ref) / np.linalg.norm(theta_ref))
 
     # (c) chunks padded per group of configurations (each group its own neighbour padding)
     groups = defaultdict(list)
     for c, lab in zip(ds.configurations, labels):
-        groups[lab.split("_", 1)[1]].append(c)
+        groups[kind_of(lab)].append(c)
     total = {"cpu_s": 0.0, "wall_s": 0.0, "first_cpu_s": 0.0, "shapes": {}}
     for kind, cs in sorted(groups.items()):
         dg = prepare(Dataset(tuple(cs), SPECIES), mtp)
         og = Objective(mtp, dg)
         row = first_and_best(lambda: og.value_and_grad(params)[1], repeat)
-        # the loss is a sum over configurations: scale the group's mean by its share of K
         total["cpu_s"] += row["cpu_s"]
         total["wall_s"] += row["wall_s"]
         total["first_cpu_s"] += row["first_cpu_s"]
@@ -361,7 +393,7 @@ def pass_section(mtp, level: int, ds, data, params, repeat: int, experiments: bo
 
 
 # ------------------------------------------------------------------------------------------
-# 3. one variable-projection evaluation, its parts; the preconditioner
+# 3. one variable-projection evaluation, its parts; the preconditioner; first BFGS steps
 # ------------------------------------------------------------------------------------------
 
 
@@ -369,13 +401,13 @@ def projection_section(mtp, data, params, repeat: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from mlipress.models.base import StructureKey
-    from mlipress.loss import Objective
-    from mlipress.fit.linear import _design_fn, _weighted_rows, linear_solve
+    from mlipress.fit.linear import _compiled_features, _weighted_rows, linear_solve
     from mlipress.fit.precondition import gauss_newton_diagonal
     from mlipress.fit.projection import ProjectedObjective
+    from mlipress.loss import Objective
+    from mlipress.models.base import StructureKey
 
-    design = _design_fn(StructureKey(mtp))
+    design = _compiled_features(StructureKey(mtp))  # the jitted mtp_features_fn linear_solve uses
     out = {"design_per_chunk": []}
     for ch in data.chunks:
         out["design_per_chunk"].append(first_and_best(lambda: design(params, ch.batch), repeat))
@@ -393,7 +425,7 @@ def projection_section(mtp, data, params, repeat: int) -> dict:
         return s
 
     out["qr_svd"] = first_and_best(qr, repeat)
-    out["linear_solve"] = first_and_best(lambda: linear_solve(mtp, params, data)[0]["moment"], repeat)
+    out["linear_solve"] = first_and_best(lambda: linear_solve(mtp, params, data)[0].moment, repeat)
     solved, _ = linear_solve(mtp, params, data)
     obj = Objective(mtp, data)
     out["pass_at_solution"] = first_and_best(lambda: obj.value_and_grad(solved)[1], repeat)
@@ -405,7 +437,7 @@ def projection_section(mtp, data, params, repeat: int) -> dict:
 
     def proj_vg():
         k[0] += 1
-        p = {**params, "radial": params["radial"] * (1.0 + 1e-12 * k[0])}
+        p = params.replace(radial=jax.tree.map(lambda x: x * (1.0 + 1e-12 * k[0]), params.radial))
         return proj.value_and_grad(p)[1]
 
     out["projected_value_and_grad"] = first_and_best(proj_vg, repeat)
@@ -421,8 +453,6 @@ def backtracking_first(fdf, f0, df0, alpha0=1.0, **kw):
     (a blown-up step, typical of the first preconditioned-gradient step after a BFGS reset),
     go back to the quadratic-interpolation minimiser, safeguarded to [1e-3, 0.5] x the trial;
     then the package's strong-Wolfe search from there (trials are cached, never repeated)."""
-    import importlib
-
     ls = importlib.import_module("mlipress.optim.linesearch")
     a, cache = float(alpha0), {}
 
@@ -441,17 +471,15 @@ def backtracking_first(fdf, f0, df0, alpha0=1.0, **kw):
 
 
 def first_steps_section(mtp, data, n_steps: int = 4) -> dict:
-    """Evaluations of the first BFGS steps from the trainer's start (scaling search, reduced or
-    fixed-theta preconditioner), with the package's line search and with
-    :func:`backtracking_first` swapped in for it."""
-    import importlib
-
-    from mlipress.loss import Objective
-    from mlipress.fit.init import initial_params, scaling_search
+    """Evaluations of the first BFGS steps from the trainer's start (exact linear solve of
+    ``mtp.init(seed)``, reduced or fixed-theta preconditioner), with the package's line search
+    and with :func:`backtracking_first` swapped in for it."""
+    from mlipress.fit.linear import linear_solve
     from mlipress.fit.projection import optimisation_target
     from mlipress.fit.trainer import TrainSettings, preconditioner
+    from mlipress.loss import Objective
 
-    bm = importlib.import_module("mlipress.optim.bfgs")
+    bm = importlib.import_module("mlipress.optim.bfgs")  # the package re-exports a function `bfgs`
     orig = bm.strong_wolfe
     out = {}
     try:
@@ -459,7 +487,7 @@ def first_steps_section(mtp, data, n_steps: int = 4) -> dict:
             s = TrainSettings(variable_projection=vp)
             obj = Objective(mtp, data)
             target, _ = optimisation_target(obj, vp)
-            p0, _, _ = scaling_search(mtp, initial_params(mtp, s.seed), data, s.scaling_grid, s.scaling_refine)
+            p0, _ = linear_solve(mtp, mtp.init(s.seed), data)  # the trainer's start at the default scaling grid
             for name, sw in (("strong_wolfe", orig), ("quadratic_backtracking_first", backtracking_first)):
                 bm.strong_wolfe = sw
                 opt = bm.bfgs(target.value_and_grad, target.value, precondition=preconditioner(obj, s))
@@ -486,7 +514,7 @@ class Profiler:
     slice (setup, (phase, iteration), transition, final); ``context`` the innermost enclosing
     region that is a context (line search, reset, preconditioner, RMSE, ...)."""
 
-    CONTEXTS = ("line search", "bfgs init", "bfgs reset", "preconditioner", "progress RMSE", "scaling search",
+    CONTEXTS = ("line search", "bfgs init", "bfgs reset", "preconditioner", "progress RMSE", "initial solve",
                 "solve step")
 
     def __init__(self):
@@ -545,10 +573,16 @@ def bucket_key(b) -> str:
 
 
 def run_fit(scheme: str, n_pre: int, n_main: int, ds, max_atoms: int, level: int) -> dict:
-    """One instrumented train() call; returns the raw accounting."""
-    import jax
+    """One instrumented train() call; returns the raw accounting.
 
-    import importlib
+    Wrapped (parts): ``Objective.value_and_grad`` (loss+grad pass), the jitted MTP features
+    function that ``mlipress.fit.linear`` compiles (design matrix), ``_weighted_rows``, the
+    rest of ``linear_solve`` (QR+SVD), ``ProjectedObjective`` host work, the E/F/S pass of the
+    progress RMSE. Contexts: BFGS ``init``/``reset``/``step`` (line search),
+    ``gauss_newton_diagonal`` (preconditioner), ``trainer.rmse`` (progress RMSE),
+    ``trainer._initial_solve`` (the start's exact solve, again after pre-training) and
+    ``trainer.exact_solve`` (periodic solve, MLIP's final solve)."""
+    import jax
 
     bfgs_mod = importlib.import_module("mlipress.optim.bfgs")  # the package re-exports a function `bfgs`
     import mlipress.fit.init as init_mod
@@ -556,48 +590,40 @@ def run_fit(scheme: str, n_pre: int, n_main: int, ds, max_atoms: int, level: int
     import mlipress.fit.precondition as pre_mod
     import mlipress.fit.projection as proj_mod
     import mlipress.fit.trainer as tr
-    from mlipress.models.mtp.basis import untrained_mtp
     from mlipress.loss import LossWeights, Objective
+    from mlipress.models.mtp.basis import untrained_mtp
     from mlipress.optim import Optimizer
 
     prof = Profiler()
     comp = CompileLog(tag=lambda: (bucket_key(prof.bucket), prof.context(), prof.stack[-1][0] if prof.stack else ""))
     steps, searches = [], []
     total_steps = n_pre + n_main
-    state_flags = {"steps": 0, "scaling_calls": 0, "rmse_after_last": 0}
+    state_flags = {"steps": 0, "initial_solves": 0, "rmse_after_last": 0}
+
+    def blocking(fn):
+        return lambda *a: jax.block_until_ready(fn(*a))
 
     # --- the leaves ---
     Objective.value_and_grad = prof.wrap("loss+grad pass", Objective.value_and_grad)
     P = proj_mod.ProjectedObjective
     P.value_and_grad = prof.wrap("projection host", P.value_and_grad)
     P._solve = prof.wrap("projection host", P._solve)
-    orig_design_fn = lin_mod._design_fn
-    design_cache = {}
-
-    def design_fn(key):
-        if key not in design_cache:
-            d = orig_design_fn(key)
-            design_cache[key] = prof.wrap("design matrix", lambda p, b: jax.block_until_ready(d(p, b)))
-        return design_cache[key]
-
-    lin_mod._design_fn = design_fn
+    orig_features = lin_mod._compiled_features
+    lin_mod._compiled_features = functools.lru_cache(maxsize=8)(
+        lambda key: prof.wrap("design matrix", blocking(orig_features(key))))
     lin_mod._weighted_rows = prof.wrap("weighted rows (host)", lin_mod._weighted_rows)
     ls = prof.wrap("QR+SVD (host)", lin_mod.linear_solve)
-    proj_mod.linear_solve = ls
-    init_mod.linear_solve = ls
-    tr_ls = prof.wrap("solve step", ls)
-
-    def trainer_linear_solve(*a, **k):
-        if state_flags["steps"] >= total_steps:
-            prof.set_bucket("final")
-        return tr_ls(*a, **k)
-
-    tr.linear_solve = trainer_linear_solve
+    for mod in (proj_mod, init_mod, tr):
+        mod.linear_solve = ls
     orig_efs = tr.jitted_efs
-    tr.jitted_efs = lambda mtp: prof.wrap("EFS pass", (lambda f: lambda p, b: jax.block_until_ready(f(p, b)))(orig_efs(mtp)))
+    tr.jitted_efs = lambda model: prof.wrap("EFS pass", blocking(orig_efs(model)))
+    pre_mod.gauss_newton_diagonal = prof.wrap("preconditioner", pre_mod.gauss_newton_diagonal)
+    tr.prepare = prof.wrap("prepare", tr.prepare)
+
+    # --- the contexts that also move the bucket ---
     rmse_w = prof.wrap("progress RMSE", tr.rmse)
 
-    def rmse(*a, **k):
+    def rmse(*a, **k):  # after the last step: the last progress line, then the final record
         if state_flags["steps"] >= total_steps:
             state_flags["rmse_after_last"] += 1
             if state_flags["rmse_after_last"] >= 2:
@@ -605,17 +631,23 @@ def run_fit(scheme: str, n_pre: int, n_main: int, ds, max_atoms: int, level: int
         return rmse_w(*a, **k)
 
     tr.rmse = rmse
-    pre_mod.gauss_newton_diagonal = prof.wrap("preconditioner", pre_mod.gauss_newton_diagonal)
-    sc = prof.wrap("scaling search", tr.scaling_search)
+    initial_w = prof.wrap("initial solve", tr._initial_solve)
 
-    def scaling_search(*a, **k):
-        state_flags["scaling_calls"] += 1
-        if state_flags["scaling_calls"] > 1:
+    def initial_solve(*a, **k):  # at the start, and again when pre-training ends
+        state_flags["initial_solves"] += 1
+        if state_flags["initial_solves"] > 1:
             prof.set_bucket("transition")
-        return sc(*a, **k)
+        return initial_w(*a, **k)
 
-    tr.scaling_search = scaling_search
-    tr.prepare = prof.wrap("prepare", tr.prepare)
+    tr._initial_solve = initial_solve
+    exact_w = prof.wrap("solve step", tr.exact_solve)
+
+    def exact_solve(*a, **k):  # periodic solve; after the last step MLIP's final solve
+        if state_flags["steps"] >= total_steps:
+            prof.set_bucket("final")
+        return exact_w(*a, **k)
+
+    tr.exact_solve = exact_solve
 
     orig_sw = bfgs_mod.strong_wolfe
 
@@ -644,12 +676,13 @@ def run_fit(scheme: str, n_pre: int, n_main: int, ds, max_atoms: int, level: int
 
         def step(state):
             k = state_flags["steps"] + 1
-            prof.set_bucket(("pretrain" if k <= n_pre else "main", k))
+            phase = "pretrain" if k <= n_pre else "main"
+            prof.set_bucket((phase, k))
             c0, t0 = time.process_time(), time.perf_counter()
             with prof.region("line search"):
                 new = opt.step(state)
             state_flags["steps"] = k
-            steps.append({"step": k, "phase": "pretrain" if k <= n_pre else "main",
+            steps.append({"step": k, "phase": phase,
                           "n_evals": int(new.n_evals - state.n_evals),
                           "n_grad_evals": int(new.n_grad_evals - state.n_grad_evals),
                           "status": new.status, "alpha": float(new.alpha), "f": float(new.value),
@@ -662,14 +695,10 @@ def run_fit(scheme: str, n_pre: int, n_main: int, ds, max_atoms: int, level: int
     tr.bfgs = bfgs
 
     mtp = untrained_mtp(level, len(SPECIES), 2.0, 5.0)
-    kwargs = dict(weights=LossWeights(), log_every=10, max_atoms=max_atoms, variable_projection=(scheme == "vp"),
-                  pretrain_iters=n_pre, seed=0)
-    counts_in_total = hasattr(tr.TrainSettings, "pretrain_count")  # max_iter includes pre-training
-    kwargs["max_iter"] = n_pre + n_main if counts_in_total else n_main
-    settings = tr.TrainSettings(**kwargs)
+    settings = tr.TrainSettings(weights=LossWeights(), log_every=10, max_atoms=max_atoms,
+                                variable_projection=(scheme == "vp"), pretrain_iters=n_pre,
+                                max_iter=n_pre + n_main, seed=0)
     log = []
-    prof.start()
-    c0, t0 = time.process_time(), time.perf_counter()
 
     class Tee:
         def write(self, s):
@@ -679,12 +708,15 @@ def run_fit(scheme: str, n_pre: int, n_main: int, ds, max_atoms: int, level: int
         def flush(self):
             sys.stderr.flush()
 
+    load0 = load_average()
+    prof.start()
+    c0, t0 = time.process_time(), time.perf_counter()
     result = tr.train(mtp, ds, settings, out=Tee())
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     prof.set_bucket("end")
     return {
-        "scheme": scheme, "pretrain_iters": n_pre, "main_iters": n_main, "max_iter_setting": kwargs["max_iter"],
-        "max_iter_counts_pretraining": counts_in_total, "train_wall_s": wall, "train_cpu_s": cpu,
+        "scheme": scheme, "pretrain_iters": n_pre, "main_iters": n_main, "max_iter_setting": settings.max_iter,
+        "train_wall_s": wall, "train_cpu_s": cpu, "load_average_1min": [load0, load_average()],
         "stop_reason": result.stop_reason, "final_f": result.history[-1].get("f") if result.history else None,
         "bucket_time": {bucket_key(b): v for b, v in prof.bucket_time.items()},
         "excl": [[bucket_key(b), c, n, w, cp, prof.calls[(b, c, n)]] for (b, c, n), (w, cp) in prof.excl.items()],
@@ -766,15 +798,21 @@ def summarise_fit(raw: dict) -> dict:
     return phases
 
 
+# functions compiled more than once by design: the penalty's value and its value_and_grad
+# are both named after `weighted` (mlipress.loss._compiled_penalty_fns)
+EXPECTED_COMPILATIONS = {"jit(weighted)": 2}
+
+
 def duplicate_compilations(raw: dict) -> dict:
-    """Backend compilations of a function beyond its first (retraces of the same shapes, e.g.
-    a weak-typed scalar that becomes strongly typed after BFGS's ravel/unravel)."""
+    """Backend compilations of a function name beyond the expected ones (retraces of the same
+    shapes, e.g. a weak-typed scalar that becomes strongly typed after BFGS's ravel/unravel;
+    eager operations on new shapes count too)."""
     seen, dup = Counter(), defaultdict(lambda: [0, 0.0, []])
     for is_c, name, d, bucket, ctx, leaf in raw["compile_events"]:
         if not is_c:
             continue
         seen[name] += 1
-        if seen[name] > 1 and not name.startswith("jit(efs)"):
+        if seen[name] > EXPECTED_COMPILATIONS.get(name, 1):
             dup[name][0] += 1
             dup[name][1] += d
             dup[name][2].append(f"{bucket} / {ctx}")
@@ -786,10 +824,9 @@ def fit_subprocess(spec: str, args) -> dict:
         out = Path(tmp) / "fit.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", spec, "--worker-out", str(out),
                "--quota", args.quota, "--max-atoms", str(args.max_atoms), "--level", str(args.level)]
-        if args.package_root:
-            cmd += ["--package-root", args.package_root]
-        if args.core is not None:
-            cmd += ["--core", str(args.core)]
+        for flag, value in (("--data", args.data), ("--package-root", args.package_root), ("--core", args.core)):
+            if value is not None:
+                cmd += [flag, str(value)]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True)
         raw = json.loads(out.read_text())
@@ -799,17 +836,22 @@ def fit_subprocess(spec: str, args) -> dict:
 
 def package_info(package_root) -> dict:
     """Where mlipress was imported from and the repository commit (a snapshot's commit is
-    given by its directory name or a COMMIT file when it has no .git)."""
+    given by a COMMIT file in its directory, as it has no .git); uncommitted changes to
+    mlipress/ of the repository are listed when the installed package was measured."""
     import mlipress
 
     root = Path(mlipress.__file__).resolve().parent.parent
     info = {"mlipress": str(Path(mlipress.__file__).resolve().parent), "package_root": package_root}
+
+    def git(*cmd) -> str:
+        return subprocess.run(["git", *cmd], cwd=Path(__file__).parent, capture_output=True, text=True).stdout.strip()
+
     try:
-        info["repository_head"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                                                 capture_output=True, text=True).stdout.strip()
-        info["repository_mlipress_modified"] = bool(subprocess.run(
-            ["git", "status", "--porcelain", "mlipress"], cwd=Path(__file__).parent, capture_output=True,
-            text=True).stdout.strip())
+        info["repository_head"] = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "mlipress")
+        info["repository_mlipress_modified"] = bool(changed)
+        if changed and not package_root:
+            info["repository_mlipress_changes"] = git("diff", "--stat", "HEAD", "--", "mlipress").splitlines()
     except OSError:
         pass
     if (root / "COMMIT").is_file():
@@ -837,13 +879,29 @@ def extrapolate(phases: dict, n_pre: int, n_main: int) -> dict:
     return out
 
 
+def reference_summary(path: str) -> dict:
+    """The whole-fit times of an earlier result of this benchmark (another commit), for a
+    then/now comparison."""
+    old = json.loads(Path(path).read_text())
+    fits = []
+    for f in old.get("fits", []):
+        raw = f.get("raw", {})
+        fits.append({
+            "run": f["run"], "train_cpu_s": raw.get("train_cpu_s"), "train_wall_s": raw.get("train_wall_s"),
+            "iterations": {ph: row.get("iterations") for ph, row in f["phases"].items() if row.get("iterations")},
+            "cpu_s_per_iteration": {ph: row["cpu_s"] for ph, row in f["phases"].items() if row.get("iterations")},
+            "evals_per_iteration": {ph: row["evals_per_iter"] for ph, row in f["phases"].items() if row.get("iterations")},
+            "compile_total_s": f.get("compile_total_s"),
+            "duplicate_compile_s": f.get("duplicate_compilations", {}).get("seconds"),
+        })
+    return {"file": str(path), "command": old.get("command"), "package": old.get("package"),
+            "load_average_1min_at_start": old.get("machine", {}).get("load_average_1min_at_start"), "fits": fits}
+
+
 # ------------------------------------------------------------------------------------------
 # report
 # ------------------------------------------------------------------------------------------
 
-PART_ORDER = ("loss+grad pass", "design matrix", "QR+SVD (host)", "weighted rows (host)", "projection host",
-              "EFS pass", "progress RMSE", "preconditioner", "line search", "bfgs init", "bfgs reset",
-              "scaling search", "solve step", "prepare")
 PART_LABEL = {"line search": "BFGS host (step)", "progress RMSE": "RMSE host", "preconditioner": "precond. host",
               "bfgs init": "init host", "bfgs reset": "reset host"}
 
@@ -870,27 +928,30 @@ def print_phase_table(name: str, phases: dict) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--level", type=int, default=10)
-    ap.add_argument("--runs", nargs="*", default=["vp:0+60", "vp:75+30", "mlip:75+30"],
-                    help="instrumented fits, scheme:PRE+MAIN (scheme vp or mlip)")
+    ap.add_argument("--runs", nargs="*", default=DEFAULT_RUNS,
+                    help="instrumented fits, scheme:PRE+MAIN (scheme vp or mlip; pretrain_iters=PRE, "
+                         f"max_iter=PRE+MAIN; default {' '.join(DEFAULT_RUNS)})")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--quota", default=DEFAULT_QUOTA, help="configurations per file kind")
+    ap.add_argument("--quota", default=DEFAULT_QUOTA, help="configurations per group kind")
     ap.add_argument("--max-atoms", type=int, default=2048)
-    ap.add_argument("--experiments", action="store_true", help="pass variants (species, radial rewrites, padding)")
+    ap.add_argument("--data", help="NbMoTaW folder (default: nbmotaw/ of the shared data, $MLIPRESS_SHARED_DATA)")
+    ap.add_argument("--experiments", action="store_true",
+                    help="pass variants (species, radial rewrites, padding) and first BFGS steps with a prototype "
+                         "line search")
     ap.add_argument("--skip-fits", action="store_true")
     ap.add_argument("--core", type=int, default=None, help="pin to this core instead of the lowest")
     ap.add_argument("--output", default="fit_overhead.json", help="file name in benchmarks/results/")
     ap.add_argument("--package-root", help="import mlipress from this directory (e.g. a `git archive` snapshot "
-                                           "of a commit) instead of this repository")
+                                           "of a commit) instead of the installed package")
+    ap.add_argument("--reference", help="an earlier result of this benchmark (another commit) whose whole-fit "
+                                        "times are copied into this one for comparison")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.core is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.core})
 
-    folder = shared_data() / "nbmotaw"
-    if not folder.is_dir():
-        print(f"skipped: NbMoTaW data not found at {folder}")
-        return 0
+    folder = nbmotaw_dir(args.data)
     quota = parse_quota(args.quota)
     if args.package_root:
         sys.path.insert(0, str(Path(args.package_root).resolve()))
@@ -906,14 +967,16 @@ def main(argv=None) -> int:
         Path(args.worker_out).write_text(json.dumps(raw))
         return 0
 
-    from mlipress.models.mtp.basis import untrained_mtp
-    from mlipress.loss import prepare
-    from mlipress.fit.init import initial_params
     from mlipress.fit.linear import linear_solve
+    from mlipress.loss import prepare
+    from mlipress.models.mtp.basis import untrained_mtp
 
     result = {"benchmark": "per-iteration wall time of a real fit vs the bare loss+gradient pass (NbMoTaW)",
               "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]), "machine": machine(),
-              "level": args.level, "user_report": USER_RUN, "package": package_info(args.package_root)}
+              "level": args.level, "user_report": USER_RUN, "user_command_now": USER_COMMAND_NOW,
+              "package": package_info(args.package_root)}
+    if args.reference:
+        result["reference"] = reference_summary(args.reference)
     sizes = size_summary(ds, labels)
     result["training_set"] = {**sizes, "per_file": counts, "quota": quota}
     print(f"training set: {sizes['configurations']} configurations, {sizes['atoms']} atoms, atoms/config "
@@ -932,7 +995,7 @@ def main(argv=None) -> int:
     # a realistic point: random orthonormal radial part, exact linear coefficients
     comp = CompileLog()
     mark = comp.mark()
-    (params, _), w, c = timed(lambda: linear_solve(mtp, initial_params(mtp, 0), data))
+    (params, _), w, c = timed(lambda: linear_solve(mtp, mtp.init(0), data))
     result["first_linear_solve"] = {"wall_s": w, "cpu_s": c, **comp.since(mark)}
     print(f"first linear solve (design-matrix JIT + solve): {w:.2f} s wall, {c:.2f} s CPU, "
           f"{result['first_linear_solve']['compilations']} compilations ({result['first_linear_solve']['compile_s']:.2f} s)")
@@ -969,18 +1032,20 @@ def main(argv=None) -> int:
             print(f"\nfit {spec} (subprocess, cold JIT caches) ...", flush=True)
             raw = fit_subprocess(spec, args)
             phases = summarise_fit(raw)
-            # with pre-training measured: the user's 75 + 30; without: the same command at the
-            # current default (no pre-training under variable projection, 30 iterations in all)
-            ext_iters = (USER_RUN["pretrain"], USER_RUN["main"]) if pre else (0, USER_RUN["main"])
+            # with pre-training measured: the user's 75 + 30; without: the user's command now
+            # (30 iterations in all, no pre-training under variable projection)
+            target = USER_RUN if pre else USER_COMMAND_NOW
+            ext_iters = (target["pretrain"], target["main"])
             ext = {"iterations": list(ext_iters), **extrapolate(phases, *ext_iters)}
             dup = duplicate_compilations(raw)
             fits.append({"run": spec, "scheme": scheme, "phases": phases, "extrapolated": ext,
                          "duplicate_compilations": dup, "compile_total_s": sum(e[2] for e in raw["compile_events"] if e[0]),
                          "raw": {k: v for k, v in raw.items() if k not in ("excl",)}, "excl": raw["excl"]})
             print_phase_table(f"{spec} ({'variable projection' if scheme == 'vp' else 'MLIP scheme'}), train() "
-                              f"{raw['train_wall_s']:.1f} s wall / {raw['train_cpu_s']:.1f} s CPU", phases)
+                              f"{raw['train_wall_s']:.1f} s wall / {raw['train_cpu_s']:.1f} s CPU, load average "
+                              f"{raw['load_average_1min'][0]:.2f} -> {raw['load_average_1min'][1]:.2f}", phases)
             print(f"compilations: {fits[-1]['compile_total_s']:.1f} s in total, of which {dup['seconds']:.1f} s "
-                  f"recompiling functions already compiled for the same shapes: "
+                  f"recompiling functions already compiled: "
                   + ", ".join(f"{k} x{v[0]} {v[1]:.2f} s" for k, v in dup["functions"].items()))
             for ph, row in phases.items():
                 if row.get("first_search"):
