@@ -274,3 +274,10 @@ def test_training_log_and_error_reports_share_one_definition(dataset, mtp):
     assert from_log["energy_rmse"] == pytest.approx(report["energy_per_atom_eV"]["rmse"], rel=1e-9)
     assert from_log["force_rmse"] == pytest.approx(report["forces_eV_per_A"]["rmse"], rel=1e-9)
     assert from_log["virial_rmse"] == pytest.approx(report["virial_eV"]["rmse"], rel=1e-9)
+
+    # the log's last record describes the returned potential (under variable projection: with
+    # its exact linear coefficients, not BFGS's stale ones)
+    res = train(mtp, dataset, TrainSettings(max_iter=2, log_every=1))
+    final = rmse(res.mtp, res.params, prepare(dataset, res.mtp))
+    assert res.history[-1]["energy_rmse_meV_per_atom"] == pytest.approx(1e3 * final["energy_rmse"], rel=1e-9)
+    assert res.history[-1]["force_rmse_eV_per_A"] == pytest.approx(final["force_rmse"], rel=1e-9)

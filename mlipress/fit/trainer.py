@@ -493,7 +493,7 @@ def train(
 
     problem = FitProblem(
         model, opt, start, lambda: model.params() if model.trained else model.init(s.seed),
-        between=between, finish=finish, may_converge=lambda it: it > n_pre,
+        to_params=current, between=between, finish=finish, may_converge=lambda it: it > n_pre,
         phase=lambda it: "pretrain" if it <= n_pre else "main",
         plan=f" ({n_pre} pre-training, then {s.max_iter - n_pre} main)" if n_pre else "",
     )

@@ -146,13 +146,6 @@ def _pair_geometry(vectors, mask):
     return r, safe / r[..., None]
 
 
-def radial_values(radial, Q, zi, zj):
-    """f_mu for every pair: Q (..., R), zi/zj (...) -> (..., N_f), for any parametrisation."""
-    lead = Q.shape[:-1]
-    f = radial.radial_values(Q.reshape(-1, Q.shape[-1]), zi.reshape(-1), zj.reshape(-1))
-    return f.reshape(*lead, -1)
-
-
 def _monomials(u, exponents):
     """{(a, b, c): u_x^a u_y^b u_z^c} for the given exponent triples and all their
     prefixes, built by a chain of products (differentiates without gathers)."""
@@ -191,7 +184,7 @@ def make_moments_fn(mtp: MTP):
         r, u = _pair_geometry(vectors, mask)
         Q = chebyshev_radial_basis(r, rb, params.scaling)
         zi = jnp.broadcast_to(types_i[:, None], types_j.shape)
-        f = radial_values(params.radial, Q, zi, types_j) * mask[..., None]
+        f = params.radial.radial_values(Q, zi, types_j) * mask[..., None]
         mono = _monomials(u, plan.monomials)
         # One fused multiply-and-reduce per basic moment: XLA recomputes the monomial inside
         # the reduction instead of materialising (A, K) temporaries, which made the pass
