@@ -7,6 +7,7 @@ import pytest
 
 import mlipress  # noqa: F401  (enables float64)
 from mlipress.radial import (
+    LAYERS,
     Dense,
     MatrixFactorized,
     RadialSpec,
@@ -16,6 +17,8 @@ from mlipress.radial import (
     dense_param_count,
     from_matrix,
     from_spec,
+    kind_of,
+    layer_for,
     parse_radial_spec,
     rank_for_compression,
     to_matrix,
@@ -120,7 +123,7 @@ def test_tt_param_count_formula():
         expected = 1 * nt * r1 + r1 * nt * r2 + r2 * nf * r3 + r3 * nb * 1
         assert tt_param_count((nt, nt, nf, nb), ranks) == expected
         shapes = [(1, nt, r1), (r1, nt, r2), (r2, nf, r3), (r3, nb, 1)]
-        p = TensorTrain(*(np.zeros(s) for s in shapes))
+        p = TensorTrain(tuple(np.zeros(s) for s in shapes))
         assert p.dims == (nt, nf, nb) and p.rank == ranks and p.num_params == expected
         assert sum(g.size for g in p.cores) == expected
     for r in (1, 2, 3, 4):
@@ -221,7 +224,7 @@ def test_mf_gradient_identity(C):
 def test_random_scale_and_determinism():
     shape = (4, 4, 6, 8)
     for make in (
-        lambda k, s: Dense.random(k, shape, s),
+        lambda k, s: Dense.random(k, shape, scale=s),
         lambda k, s: MatrixFactorized.random(k, shape, 5, s),
         lambda k, s: TensorTrain.random(k, shape, (4, 5, 5), s),
     ):
@@ -294,3 +297,152 @@ def test_rank_for_compression():
         rank_for_compression(shape, 0.5, "cp")
     with pytest.raises(ValueError):
         rank_for_compression(shape, 0.0, "mf")
+
+
+# -- tensor trains of any order ---------------------------------------------------------------
+
+SHAPE6 = (2, 2, 3, 4, 2, 3)  # a magnetic MTP's tensor has 6 axes
+
+
+def _tt_direct(cores):
+    """The 6-core contraction written out as one einsum."""
+    return jnp.einsum("aib,bjc,ckd,dle,emf,fng->ijklmn", *cores)
+
+
+def test_tt6_svd_exact_at_maximal_ranks():
+    C = np.random.default_rng(4).standard_normal(SHAPE6)
+    full = clip_tt_ranks(SHAPE6, (10**6,) * 5)
+    # min over the unfoldings: prod of the modes on the left vs on the right
+    assert full == tuple(min(int(np.prod(SHAPE6[:k])), int(np.prod(SHAPE6[k:]))) for k in range(1, 6))
+    p = TensorTrain.from_dense(C, (10**6,) * 5)
+    assert p.rank == full and p.shape == SHAPE6 and p.dims == SHAPE6
+    assert len(p.cores) == 6
+    np.testing.assert_allclose(p.dense(), C, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(_tt_direct(p.cores), C, rtol=0, atol=1e-12)
+    # truncated: smaller ranks, a smaller (non-zero) error
+    q = TensorTrain.from_dense(C, (2, 2, 3, 2, 2))
+    assert q.rank == (2, 2, 3, 2, 2)
+    assert 0 < np.linalg.norm(np.asarray(q.dense()) - C) < np.linalg.norm(C)
+
+
+def test_tt6_param_count_formula():
+    ranks = (2, 3, 5, 4, 3)
+    r = (1,) + ranks + (1,)
+    expected = sum(r[k] * SHAPE6[k] * r[k + 1] for k in range(6))
+    assert tt_param_count(SHAPE6, ranks) == expected == 1 * 2 * 2 + 2 * 2 * 3 + 3 * 3 * 5 + 5 * 4 * 4 + 4 * 2 * 3 + 3 * 3 * 1
+    p = TensorTrain(tuple(np.zeros((r[k], SHAPE6[k], r[k + 1])) for k in range(6)))
+    assert p.modes == SHAPE6 and p.rank == ranks and p.num_params == expected
+    assert sum(g.size for g in p.cores) == expected
+    assert compression(p) == pytest.approx(1 - expected / np.prod(SHAPE6))
+
+
+def test_tt6_dense_matches_direct_einsum_and_random_scale():
+    p = TensorTrain.random(2, SHAPE6, (2, 3, 4, 3, 2))
+    assert [g.shape for g in p.cores] == [(1, 2, 2), (2, 2, 3), (3, 3, 4), (4, 4, 3), (3, 2, 2), (2, 3, 1)]
+    np.testing.assert_allclose(p.dense(), _tt_direct(p.cores), rtol=0, atol=1e-14)
+    # the variance rule: std(C) = scale for any number of cores
+    stds = [float(jnp.std(TensorTrain.random(k, SHAPE6, (2, 3, 4, 3, 2), 0.1).dense())) for k in range(8)]
+    assert 0.05 < np.mean(stds) < 0.15
+    # gradients flow through all cores of the tuple field
+    g = jax.grad(lambda p: jnp.sum(p.dense() ** 2))(p)
+    assert type(g) is TensorTrain and len(g.cores) == 6
+    np.testing.assert_allclose(jnp.sum(p.cores[5] * g.cores[5]), 2 * jnp.sum(p.dense() ** 2), rtol=1e-12)
+    with pytest.raises(ValueError, match="N_T, N_T, N_f, N_b"):
+        p.radial_values(*_pairs(nt=2, nb=3))
+
+
+def test_tt_of_two_and_three_cores():
+    for shape in [(3, 5), (3, 4, 5)]:
+        C = np.random.default_rng(6).standard_normal(shape)
+        p = TensorTrain.from_dense(C, (100,) * (len(shape) - 1))
+        assert len(p.cores) == len(shape) and p.shape == shape
+        np.testing.assert_allclose(p.dense(), C, rtol=0, atol=1e-12)
+    assert clip_tt_ranks((3, 4, 5), (9, 9)) == (3, 5)  # a 3-mode tensor: two ranks
+    assert clip_tt_ranks((3, 4, 5), (9, 9, 9)) == (3, 9, 5)  # the MTP's (N_T, N_f, N_b): three
+
+
+# -- the layer registry ---------------------------------------------------------------------
+
+
+def _sample(cls, shape=SHAPE, seed=0):
+    """A random layer of every registered kind, at its second smallest rank."""
+    ranks = cls.rank_candidates(shape)
+    return cls.random(seed, shape, ranks[min(1, len(ranks) - 1)])
+
+
+def test_registry_kinds():
+    assert LAYERS["dense"] is Dense and LAYERS["mf"] is MatrixFactorized and LAYERS["tt"] is TensorTrain
+    for kind, cls in LAYERS.items():
+        assert cls.kind == kind and kind_of(_sample(cls)) == kind
+    with pytest.raises(TypeError):
+        kind_of(np.zeros(SHAPE))  # a raw array is no layer
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_registered_layer_arrays_round_trip(kind, C):
+    cls = LAYERS[kind]
+    for p in (_sample(cls), _all_params(C)[[type(q) for q in _all_params(C)].index(cls)]):
+        arrays = p.arrays()
+        assert all(isinstance(a, np.ndarray) and a.dtype == np.float64 for a in arrays.values())
+        q = cls.from_arrays(arrays, p.dims)
+        assert type(q) is cls and q.dims == p.dims and q.shape == p.shape and q.rank == p.rank
+        assert q.num_params == p.num_params == cls.param_count(p.shape, p.rank)
+        for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(q)):
+            assert isinstance(b, jax.Array)
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        with pytest.raises(ValueError):
+            cls.from_arrays(arrays, (5, 4, 6))  # other dims
+        with pytest.raises(ValueError):
+            cls.from_arrays({}, p.dims)  # missing arrays
+    # every kind's from_dense at its largest rank reproduces C, and the first rank is the smallest
+    top = cls.rank_candidates(SHAPE)[-1]
+    np.testing.assert_allclose(cls.from_dense(C, top).dense(), C, rtol=0, atol=1e-12)
+    counts = [cls.param_count(SHAPE, r) for r in cls.rank_candidates(SHAPE)]
+    assert counts == sorted(counts)
+
+
+def test_tt6_arrays_round_trip():
+    p = TensorTrain.random(1, SHAPE6, (2, 3, 4, 3, 2))
+    arrays = p.arrays()
+    assert sorted(arrays) == [f"G{k}" for k in range(1, 7)]
+    q = TensorTrain.from_arrays(arrays, SHAPE6)
+    assert q.modes == SHAPE6
+    for a, b in zip(p.cores, q.cores):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_registered_layer_file_round_trip(kind, tmp_path):
+    from mlipress.models.mtp.basis import untrained_mtp
+    from mlipress.compress import read_compressed, write_compressed
+    from mlipress.models.mtp.model import MTPParams
+
+    mtp = untrained_mtp(2, 2, 2.0, 5.0, 5)
+    radial = _sample(LAYERS[kind], mtp.radial_shape, seed=3)
+    params = MTPParams(radial, jnp.asarray([0.5, -1.5]), jnp.linspace(-1.0, 1.0, mtp.moments.scalar_count),
+                       jnp.asarray(1.25))
+    path = tmp_path / f"{kind}.mtp"
+    write_compressed(path, mtp, params, spec=kind)
+    _, p2, header = read_compressed(path)
+    assert header["kind"] == kind and type(p2.radial) is LAYERS[kind] and p2.radial.dims == radial.dims
+    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(p2)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize(
+    "text, cls, rank",
+    [
+        ("dense", Dense, None),
+        ("mf:3", MatrixFactorized, 3),
+        ("rmf:2", MatrixFactorized, 2),
+        ("mfra:6", MatrixFactorized, 6),
+        ("tt:2,3,4", TensorTrain, (2, 3, 4)),
+        ("tt:2", TensorTrain, (2, 2, 2)),
+    ],
+)
+def test_layer_for_spec(text, cls, rank):
+    spec = parse_radial_spec(text)
+    assert layer_for(spec) is cls and spec.layer is cls and layer_for(text) is cls
+    assert spec.rank == rank
+    with pytest.raises(ValueError, match="unknown radial kind"):
+        layer_for(RadialSpec("cp", 3))

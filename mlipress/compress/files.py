@@ -5,20 +5,25 @@ A compressed potential ``X.mtp`` is written as two files:
 1. ``X.mtp`` -- a standard MLIP ``.mtp`` with ``radial_coeffs = param.dense()`` (eq. (5):
    ``C[z_i, z_j, mu, b]``), read by ``mlipress evaluate`` / MLIP itself with the same
    predictions as the factored model (to round-off, ~1e-12 relative).
-2. ``X.mtp.factors.npz`` (:func:`sidecar_path`) -- the factored parametrisation, a NumPy
-   ``.npz`` (no pickles) with
+2. ``X.mtp.factors.npz`` (:func:`sidecar_path`) -- the radial layer, a NumPy ``.npz`` (no
+   pickles) with
 
    - ``header``: a JSON string ``{"format": "mlipress-factored-radial", "version": 1,
-     "kind": "dense"|"mf"|"tt", "spec": "mf:8", "rank": r | [r1, r2, r3] | null,
+     "kind": <layer kind>, "spec": "mf:8", "rank": r | [r1, r2, r3] | null,
      "dims": [N_T, N_f, N_b], "mtp_sha256": <sha256 of the X.mtp text>}``;
-   - the factor arrays: ``U`` (N_T^2, r), ``V`` (N_f N_b, r) for MF (section II.C,
-     ``reshape(C, [N_T^2, N_f N_b]) = U V^T``), ``G1..G4`` for TT, ``C`` for dense;
+   - the layer's arrays, as its ``arrays()`` names them: ``U`` (N_T^2, r), ``V`` (N_f N_b, r)
+     for MF (section II.C, ``reshape(C, [N_T^2, N_f N_b]) = U V^T``), ``G1..G4`` for TT,
+     ``C`` for dense;
    - ``species``, ``moment``, ``scaling``: the other parameters, bit-exact.
 
-Both files are written atomically (the .mtp first). :func:`read_compressed` returns the
-``MTP`` (from the .mtp, with everything but the radial block) and the params dict with the
-factored radial part, identical (bit for bit) to what was written; it checks that the sidecar
-belongs to the ``.mtp`` (hash) and that the shapes agree.
+This module knows no layer kinds: ``kind`` is the layer's registered name
+(:data:`mlipress.radial.LAYERS`) and the layer writes and reads its own arrays
+(``arrays()`` / ``from_arrays(arrays, dims)``), so any registered layer is stored; the names
+``header``, ``species``, ``moment`` and ``scaling`` are reserved. Both files are written
+atomically (the .mtp first). :func:`read_compressed` returns the ``MTP`` (from the .mtp, with
+everything but the radial block) and the params with the radial layer, identical (bit for
+bit) to what was written; it checks that the sidecar belongs to the ``.mtp`` (hash) and that
+the shapes agree.
 """
 
 from __future__ import annotations
@@ -34,13 +39,14 @@ import numpy as np
 from mlipress.io.atomic import atomic_write
 from mlipress.io.mtp import format_mtp, parse_mtp
 from mlipress.models.mtp.model import MTP, MTPParams
-from mlipress.radial import Dense, MatrixFactorized, TensorTrain
+from mlipress.radial import LAYERS, kind_of
 
 __all__ = ["FORMAT", "VERSION", "sidecar_path", "write_compressed", "read_compressed", "radial_kind"]
 
 FORMAT = "mlipress-factored-radial"
 VERSION = 1
-_ARRAYS = {"dense": ("C",), "mf": ("U", "V"), "tt": ("G1", "G2", "G3", "G4")}
+_PARAMS = ("species", "moment", "scaling")  # the other parameters, next to the layer's arrays
+_RESERVED = ("header",) + _PARAMS
 
 
 def sidecar_path(path) -> Path:
@@ -50,12 +56,9 @@ def sidecar_path(path) -> Path:
 
 
 def radial_kind(param) -> str:
-    """``"dense"``, ``"mf"`` or ``"tt"`` for a radial parametrisation (a raw array is dense)."""
-    if isinstance(param, MatrixFactorized):
-        return "mf"
-    if isinstance(param, TensorTrain):
-        return "tt"
-    return "dense"
+    """The registered kind of a radial layer (``"dense"``, ``"mf"``, ``"tt"``, ...);
+    ``TypeError`` for anything that is not a registered layer."""
+    return kind_of(param)
 
 
 def _sha(text: str) -> str:
@@ -66,8 +69,8 @@ def write_compressed(path, mtp: MTP, params, spec: str | None = None) -> tuple[P
     """Write the dense ``.mtp`` at ``path`` and the factored sidecar next to it.
 
     ``mtp``: the potential's structure (its coefficients are replaced by ``params``);
-    ``params``: :class:`~mlipress.models.mtp.model.MTPParams` with ``radial`` a :class:`Dense` /
-    :class:`MatrixFactorized` / :class:`TensorTrain`;
+    ``params``: :class:`~mlipress.models.mtp.model.MTPParams` with ``radial`` any registered layer of
+    :mod:`mlipress.radial`;
     ``spec``: optional spec string recorded in the header (e.g. ``"rmf:6"``).
     Returns ``(mtp_path, sidecar_path)``.
     """
@@ -81,10 +84,11 @@ def write_compressed(path, mtp: MTP, params, spec: str | None = None) -> tuple[P
         "rank": list(rank) if isinstance(rank, tuple) else rank,
         "dims": list(radial.dims), "mtp_sha256": _sha(text),
     }
-    arrays = {name: np.asarray(getattr(radial, name), dtype=np.float64) for name in _ARRAYS[kind]}
-    arrays["species"] = np.asarray(params.species, dtype=np.float64)
-    arrays["moment"] = np.asarray(params.moment, dtype=np.float64)
-    arrays["scaling"] = np.asarray(params.scaling, dtype=np.float64)
+    arrays = radial.arrays()
+    clash = sorted(set(arrays) & set(_RESERVED))
+    if clash:
+        raise ValueError(f"radial layer {kind!r} names arrays {clash}, reserved in the sidecar")
+    arrays.update({name: np.asarray(getattr(params, name), dtype=np.float64) for name in _PARAMS})
     buf = io.BytesIO()
     np.savez(buf, header=np.array(json.dumps(header)), **arrays)
     side = sidecar_path(path)
@@ -113,17 +117,15 @@ def read_compressed(path, check_hash: bool = True) -> tuple[MTP, MTPParams, dict
         if check_hash and header.get("mtp_sha256") != _sha(text):
             raise ValueError(f"{side} was written for a different {path.name} (hash mismatch)")
         kind = header["kind"]
-        if kind not in _ARRAYS:
+        if kind not in LAYERS:
             raise ValueError(f"{side}: unknown radial kind {kind!r}")
-        arrs = {name: jnp.asarray(z[name]) for name in _ARRAYS[kind]}
-        species, moment, scaling = (jnp.asarray(z[k]) for k in ("species", "moment", "scaling"))
+        layer_arrays = {name: z[name] for name in z.files if name not in _RESERVED}
+        species, moment, scaling = (jnp.asarray(z[k]) for k in _PARAMS)
     dims = tuple(int(d) for d in header["dims"])
-    if kind == "mf":
-        radial = MatrixFactorized.checked(arrs["U"], arrs["V"], dims)
-    elif kind == "tt":
-        radial = TensorTrain(*(arrs[k] for k in ("G1", "G2", "G3", "G4")))
-    else:
-        radial = Dense(arrs["C"])
+    try:
+        radial = LAYERS[kind].from_arrays(layer_arrays, dims)
+    except ValueError as e:
+        raise ValueError(f"{side}: {e}") from None
     if radial.shape != mtp.radial_shape:
         raise ValueError(f"{side}: radial shape {radial.shape} does not match {path} {mtp.radial_shape}")
     return mtp, MTPParams(radial, species, moment, scaling), header

@@ -5,9 +5,10 @@ radial tensor ``C`` (eq. (5)) is parametrised according to a spec (:func:`mlipre
 parse_radial_spec`):
 
 - ``dense``: the base MTP, :func:`mlipress.fit.train` unchanged.
-- ``mf:R`` (``C = reshape(U V^T)``, section II.C) and ``tt:R1,R2,R3`` (tensor train, section
-  II.C): Euclidean BFGS (section II.D.2.a) over species, moment and the factors, with
-  ``params.radial`` a :class:`~mlipress.radial.MatrixFactorized` /
+- ``mf:R`` (``C = reshape(U V^T)``, section II.C), ``tt:R1,R2,R3`` (tensor train, section
+  II.C) and any other registered layer kind (:data:`mlipress.radial.LAYERS`): Euclidean BFGS
+  (section II.D.2.a) over species, moment and the factors, with ``params.radial`` the spec's
+  layer, e.g. :class:`~mlipress.radial.MatrixFactorized` /
   :class:`~mlipress.radial.TensorTrain` (the evaluator works in factored form). Every
   ``settings.linear_solve_every`` BFGS iterations the species/moment coefficients are solved
   exactly with the factors unchanged (no orthonormalisation: it would destroy the
@@ -27,11 +28,12 @@ only, the species and moment coefficients being solved exactly at every evaluati
 ``X`` alone (``xi`` gets a zero gradient and is completed exactly). ``False`` gives the paper's
 formulation on ``(xi, X)``.
 
-Starting points (section II.D): a *trained* dense MTP is compressed by truncated SVD of the
-unfolding (MF, R-MF, MFRA at rank ``r_min``) or TT-SVD (TF), the linear coefficients re-solved
-exactly, then refitted; an *untrained* MTP gets random factors (:meth:`MatrixFactorized.random`,
-:meth:`TensorTrain.random` with ``settings.seed``) and the trainer's initialisation (scaling
-search with an exact linear solve at every trial, :func:`mlipress.fit.scaling_search`).
+Starting points (section II.D), from the spec's layer class (:func:`mlipress.radial.layer_for`)
+at :meth:`~mlipress.radial.RadialSpec.initial_rank`: a *trained* dense MTP is compressed by the
+layer's ``from_dense`` (truncated SVD of the unfolding for MF, R-MF, MFRA at rank ``r_min``;
+TT-SVD for TF), the linear coefficients re-solved exactly, then refitted; an *untrained* MTP
+gets the layer's ``random`` factors (seed ``settings.seed``) and the trainer's initialisation
+(scaling search with an exact linear solve at every trial, :func:`mlipress.fit.scaling_search`).
 
 Every method is a :class:`~mlipress.fit.trainer.FitProblem` of the one fitting loop
 (:func:`mlipress.fit.trainer.fit`): the same stopping rules, progress lines, JSON-lines
@@ -55,15 +57,7 @@ from mlipress.loss import Objective
 from mlipress.models.mtp.model import MTP
 from mlipress.optim import bfgs, mfra, rbfgs
 from mlipress.optim import fixed_rank as fr
-from mlipress.radial import (
-    Dense,
-    MatrixFactorized,
-    RadialSpec,
-    TensorTrain,
-    from_matrix,
-    parse_radial_spec,
-    to_matrix,
-)
+from mlipress.radial import Dense, MatrixFactorized, RadialSpec, from_matrix, layer_for, parse_radial_spec, to_matrix
 from mlipress.fit import TrainResult, TrainSettings, scaling_search, train
 from mlipress.fit.projection import optimisation_target
 from mlipress.fit.trainer import FitProblem, exact_solve, fit, prepare_sets, preconditioner
@@ -135,48 +129,29 @@ def rmf_objective(obj: Objective, template):
 # ------------------------------------------------------------------------------------------
 
 
-def _random_param(spec: RadialSpec, shape, seed: int):
-    if spec.kind == "dense":
-        return None
-    if spec.kind in ("mf", "rmf"):
-        return MatrixFactorized.random(seed, shape, spec.rank)
-    if spec.kind == "mfra":
-        return MatrixFactorized.random(seed, shape, min(MFRA_R_MIN, spec.rank))
-    if spec.kind == "tt":
-        return TensorTrain.random(seed, shape, spec.rank)
-    raise ValueError(f"unknown radial kind {spec.kind!r}")
-
-
-def _truncate(spec: RadialSpec, C):
-    """Compression of a fitted dense ``C``: truncated SVD (MF, R-MF; MFRA at ``r_min``) or TT-SVD."""
-    if spec.kind in ("mf", "rmf"):
-        return MatrixFactorized.from_dense(C, spec.rank)
-    if spec.kind == "mfra":
-        return MatrixFactorized.from_dense(C, min(MFRA_R_MIN, spec.rank))
-    if spec.kind == "tt":
-        return TensorTrain.from_dense(C, spec.rank)
-    return Dense.from_dense(C)
-
-
 def initial_compressed_params(mtp: MTP, data, spec: RadialSpec | str, settings: TrainSettings,
                               resolve: bool = True):
     """The starting :class:`~mlipress.models.mtp.model.MTPParams` of :func:`fit_compressed` (``radial`` is the
-    chosen parametrisation).
+    spec's layer, :func:`mlipress.radial.layer_for`, at ``spec.initial_rank(MFRA_R_MIN)``).
 
-    Trained ``mtp``: truncation of its ``C`` (:func:`_truncate`), then, with ``resolve``, an
-    exact linear solve of species + moment kept only if it lowers ``f``. Untrained: random
-    factors (seed ``settings.seed``) and the scaling search with exact linear solves.
-    ``data``: prepared :class:`mlipress.loss.TrainingData`.
+    Trained ``mtp``: the layer's truncation of its ``C`` (``from_dense``: truncated SVD for MF,
+    R-MF and MFRA at ``r_min``, TT-SVD for TF), then, with ``resolve``, an exact linear solve of
+    species + moment kept only if it lowers ``f``. Untrained: the layer's ``random`` factors
+    (seed ``settings.seed``; a dense layer keeps the trainer's start, :meth:`MTP.init`) and the
+    scaling search with exact linear solves. ``data``: prepared :class:`mlipress.loss.TrainingData`.
     """
     spec = parse_radial_spec(spec) if isinstance(spec, str) else spec
+    layer, rank = layer_for(spec), spec.initial_rank(MFRA_R_MIN)
     obj = Objective(mtp, data)
     if mtp.trained:
         base = mtp.params()
-        params = base.replace(radial=_truncate(spec, np.asarray(base.radial.dense())))
+        params = base.replace(radial=layer.from_dense(np.asarray(base.radial.dense()), rank))
         if resolve:
             params, _, _ = exact_solve(obj, params, obj.value(params))
         return params
-    params = mtp.init(settings.seed).replace(radial=_random_param(spec, mtp.radial_shape, settings.seed))
+    params = mtp.init(settings.seed)
+    if not isinstance(params.radial, layer):
+        params = params.replace(radial=layer.random(settings.seed, mtp.radial_shape, rank))
     params, _, _ = scaling_search(mtp, params, data, settings.scaling_grid, settings.scaling_refine)
     return params
 
@@ -200,8 +175,9 @@ def _start(x0, spec, mtp):
     return lambda: (x0, [], f"{'compressing a trained' if mtp.trained else 'untrained'} potential: {spec}")
 
 
-def _fit_factored(mtp, data, valid, spec, s, out) -> CompressedResult:
-    """MF and TF: BFGS over species, moment and the factors; every ``linear_solve_every``
+def _fit_factored(mtp, data, valid, spec, s, out, **_) -> CompressedResult:
+    """MF, TF (any layer without an optimiser of its own): BFGS over species, moment and the
+    factors; every ``linear_solve_every``
     iterations an exact solve of species + moment with the factors unchanged, kept only if
     ``f`` does not increase (BFGS is reset then), and one at the end."""
     obj = Objective(mtp, data)
@@ -224,7 +200,7 @@ def _fit_factored(mtp, data, valid, spec, s, out) -> CompressedResult:
     return _fit(problem, data, valid, spec, s, out, polish)
 
 
-def _fit_rmf(mtp, data, valid, spec, s, out) -> CompressedResult:
+def _fit_rmf(mtp, data, valid, spec, s, out, **_) -> CompressedResult:
     obj, finish = optimisation_target(Objective(mtp, data), s.variable_projection)
     p0 = initial_compressed_params(mtp, data, spec, s)
     vg, v = rmf_objective(obj, p0)
@@ -255,13 +231,13 @@ def _point_to_mf(point, shape) -> MatrixFactorized:
     return MatrixFactorized.checked(U, V, shape)
 
 
-def _fit_mfra(mtp, data, valid, spec, s, out, interval="auto") -> CompressedResult:
+def _fit_mfra(mtp, data, valid, spec, s, out, mfra_interval="auto") -> CompressedResult:
     obj, finish = optimisation_target(Objective(mtp, data), s.variable_projection)
     p0 = initial_compressed_params(mtp, data, spec, s)
     shape = mtp.radial_shape
     vg, v = rmf_objective(obj, p0)
-    r_min = min(MFRA_R_MIN, spec.rank)
-    opt = mfra(vg, r_max=spec.rank, r_min=r_min, delta_r=MFRA_DELTA_R, interval=interval,
+    r_min = spec.initial_rank(MFRA_R_MIN)
+    opt = mfra(vg, r_max=spec.rank, r_min=r_min, delta_r=MFRA_DELTA_R, interval=mfra_interval,
                max_iter=max(s.max_iter, 1), value_dense=v)
     x0 = {"xi": join_xi(p0), "U": p0.radial.U, "V": p0.radial.V}
 
@@ -278,6 +254,11 @@ def _fit_mfra(mtp, data, valid, spec, s, out, interval="auto") -> CompressedResu
 # entry point
 # ------------------------------------------------------------------------------------------
 
+#: Spec kinds fitted by an optimiser of their own. Every other spec kind but ``dense`` (the
+#: dense trainer) is a layer fitted by Euclidean BFGS over its factors (:func:`_fit_factored`).
+_OPTIMISERS = {"rmf": _fit_rmf, "mfra": _fit_mfra}
+
+
 
 def fit_compressed(mtp: MTP, train_data, spec: RadialSpec | str, settings: TrainSettings = TrainSettings(),
                    valid_data=None, out=None, mfra_interval="auto") -> CompressedResult:
@@ -291,15 +272,11 @@ def fit_compressed(mtp: MTP, train_data, spec: RadialSpec | str, settings: Train
     """
     spec = parse_radial_spec(spec) if isinstance(spec, str) else spec
     out = sys.stdout if out is None else out
-    if spec.kind == "dense":
+    layer_for(spec)  # rejects an unknown kind
+    if spec.kind == Dense.kind:
         res = train(mtp, train_data, settings, valid_data=valid_data, out=out)
         return CompressedResult(res.mtp, res.params, res.history, res.state, res.stop_reason, spec=spec,
                                 radial=res.params.radial)
     data, valid = prepare_sets(mtp, train_data, valid_data, settings)
-    if spec.kind in ("mf", "tt"):
-        return _fit_factored(mtp, data, valid, spec, settings, out)
-    if spec.kind == "rmf":
-        return _fit_rmf(mtp, data, valid, spec, settings, out)
-    if spec.kind == "mfra":
-        return _fit_mfra(mtp, data, valid, spec, settings, out, mfra_interval)
-    raise ValueError(f"unknown radial kind {spec.kind!r}")
+    fitter = _OPTIMISERS.get(spec.kind, _fit_factored)
+    return fitter(mtp, data, valid, spec, settings, out, mfra_interval=mfra_interval)
