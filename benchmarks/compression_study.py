@@ -12,7 +12,7 @@ Data: the public mlearn NbMoTaW set (``$MLIPRESS_SHARED_DATA/nbmotaw`` or
 ``--valid-configs`` configurations (0 = all). Weights w_E = 1, w_F = 0.01, w_S = 0 (paper).
 
 Per level (``--levels``): the base MTP and MF, R-MF, TF, MFRA at the rank closest to 50% of
-the radial parameters (:func:`mlipress.radial.rank_for_compression`), each an ensemble of
+the radial parameters (:func:`mlipress.models.layers.rank_for_compression`), each an ensemble of
 ``--seeds`` random starts (untrained template, scaling search, ``--max-iter`` BFGS
 iterations, no pre-training phase so that every model gets the same iteration budget; MFRA
 interval auto = 4% of max_iter, r_min = delta_r = 2). Then, with ``--sweep-ranks``, an MF
@@ -101,7 +101,7 @@ def plan(levels, kinds, seeds, sweep_ranks, sweep_seeds=None, first_seed=0):
     the MF rank sweep (``sweep_seeds`` seeds, default ``seeds``)."""
     from mlipress.models.mtp.basis import untrained_mtp
     from mlipress.compress.sweep import make_spec
-    from mlipress.radial import rank_for_compression
+    from mlipress.models.layers import rank_for_compression
 
     sweep_seeds = seeds if sweep_seeds is None else sweep_seeds
     jobs = []

@@ -15,7 +15,7 @@ rebuilds such a training set and measures, one thread on one core
    + pass, then best of ``--repeat``; wall and process CPU), the energy/force/stress pass that
    the progress-line RMSE uses, and, with ``--experiments``, the same pass with the species
    collapsed to one (same geometry), with two rewrites of the species-pair contraction of
-   :meth:`mlipress.radial.Dense.radial_values` (swapped in for
+   :meth:`mlipress.models.layers.Dense.radial_values` (swapped in for
    :func:`mlipress.models.mtp.evaluator.radial_values`, checked against the original) and with
    the chunks padded per group of configurations;
 3. ``projection``: one evaluation of the variable-projection target
@@ -264,7 +264,7 @@ class CompileLog:
 def radial_values_per_atom(C, Q, zi, zj):
     """Prototype: C[z_i] gathered per *atom* (a one-hot matmul over A atoms), then only the
     neighbour species (N_T values) contracted per pair: (A, K, N_T R) x (A, N_T R, N_f) instead of
-    (A, K, N_T^2 R) x (N_T^2 R, N_f). Same result as :meth:`mlipress.radial.Dense.radial_values`.
+    (A, K, N_T^2 R) x (N_T^2 R, N_f). Same result as :meth:`mlipress.models.layers.Dense.radial_values`.
     Needs the (A, K) layout of :func:`mlipress.models.mtp.evaluator.radial_values`' arguments
     (``zi`` is ``types_i`` broadcast over the neighbour axis)."""
     import jax
@@ -300,7 +300,7 @@ def patched_radial_values(fn):
     import mlipress.loss as loss_mod
     import mlipress.models.base as base
     import mlipress.models.mtp.evaluator as ev
-    from mlipress.radial import Dense
+    from mlipress.models.layers import Dense
 
     orig = ev.radial_values
 

@@ -40,7 +40,7 @@ def types_of(atoms, species: tuple[str, ...] | None, species_count: int) -> np.n
 
 def load_potential(potential, params=None) -> tuple[MTP, object]:
     """``(mtp, params)`` from an ``.mtp`` path or an :class:`MTP`; ``params`` (e.g. a factored
-    radial part, see :mod:`mlipress.radial`) overrides the potential's own coefficients."""
+    radial part, see :mod:`mlipress.models.layers`) overrides the potential's own coefficients."""
     from mlipress.io.mtp import read_mtp
 
     mtp = read_mtp(potential) if isinstance(potential, (str, Path)) else potential
@@ -52,7 +52,7 @@ class MTPCalculator(Calculator):
 
     def __init__(self, potential, species=None, params=None, skin: float = 0.0, **kwargs):
         """``potential``: path to an ``.mtp`` file or an :class:`MTP`; ``params`` optionally
-        overrides its coefficients (e.g. a factored radial part, see :mod:`mlipress.radial`);
+        overrides its coefficients (e.g. a factored radial part, see :mod:`mlipress.models.layers`);
         ``skin`` (A): Verlet skin of the neighbour list (0: a fresh search every call)."""
         super().__init__(**kwargs)
         self.mtp, self.params = load_potential(potential, params)

@@ -464,11 +464,11 @@ def flatten_mlip_gradient(grad, mtp=None) -> np.ndarray:
 
     ``[radial C[zi, zj, mu, b] at (zi N_T + zj) N_f R + mu R + b | species (N_T,) | moment]``.
 
-    ``grad.radial`` must be a :class:`~mlipress.radial.Dense` gradient (a factored
+    ``grad.radial`` must be a :class:`~mlipress.models.layers.Dense` gradient (a factored
     parametrisation has no dense gradient). ``mtp``, if given, checks the shapes. The
     ``scaling`` entry is not part of MLIP's vector and is dropped.
     """
-    from mlipress.radial import Dense
+    from mlipress.models.layers import Dense
 
     if not isinstance(grad.radial, Dense):
         raise TypeError("flatten_mlip_gradient needs a dense radial gradient, got a factored parametrisation")

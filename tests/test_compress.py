@@ -19,7 +19,7 @@ from mlipress.models.base import jitted_efs
 from mlipress.examples import make_example_dataset
 from mlipress.loss import Objective, prepare
 from mlipress.models.mtp.model import MTPParams
-from mlipress.radial import Dense, MatrixFactorized, TensorTrain, to_matrix
+from mlipress.models.layers import Dense, MatrixFactorized, TensorTrain, to_matrix
 from mlipress.fit import TrainSettings, linear_solve, to_mtp
 
 jax.config.update("jax_enable_x64", True)
@@ -164,7 +164,7 @@ def test_untrained_start(problem):
 @pytest.mark.parametrize("kind", ["mf", "tt", "dense"])
 def test_factored_file_round_trip_and_dense_export(problem, tmp_path, kind):
     from mlipress.io.mtp import read_mtp
-    from mlipress.radial import Dense
+    from mlipress.models.layers import Dense
 
     mtp, base = problem["mtp"], problem["trained"].params()
     radial = {"mf": MatrixFactorized.random(5, mtp.radial_shape, 2),

@@ -27,7 +27,7 @@ from mlipress.loss import (
     prepare,
 )
 from mlipress.models.mtp.model import MTPParams, radial_penalty
-from mlipress.radial import Dense, MatrixFactorized
+from mlipress.models.layers import Dense, MatrixFactorized
 
 # Every compilation here uses FAST_COMPILE (XLA backend optimisation level 0): half the
 # compile time, which dominates these tests.

@@ -18,7 +18,7 @@ import mlipress  # noqa: F401  (float64)
 from mlipress.calculator import MTPCalculator
 from mlipress.examples import make_example_dataset
 from mlipress.models import Model, Params, params_class
-from mlipress.radial import MatrixFactorized
+from mlipress.models.layers import MatrixFactorized
 from mlipress.fit import TrainSettings, train
 
 

@@ -1,4 +1,4 @@
-"""Radial parametrisations (mlipress.radial): exactness, Eckart-Young, counts, gradients, specs."""
+"""Radial parametrisations (mlipress.models.layers): exactness, Eckart-Young, counts, gradients, specs."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mlipress  # noqa: F401  (enables float64)
-from mlipress.radial import (
+from mlipress.models.layers import (
     LAYERS,
     Dense,
     MatrixFactorized,

@@ -14,7 +14,7 @@ from mlipress.compress import read_compressed, sidecar_path
 from mlipress.compress.plot import plot_sweep
 from mlipress.compress.sweep import aggregate, choose_ranks, make_spec, sweep
 from mlipress.examples import make_example_dataset, split
-from mlipress.radial import MatrixFactorized, dense_param_count, mf_param_count, tt_param_count
+from mlipress.models.layers import MatrixFactorized, dense_param_count, mf_param_count, tt_param_count
 from mlipress.fit import TrainSettings
 
 jax.config.update("jax_enable_x64", True)

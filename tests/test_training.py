@@ -80,7 +80,7 @@ def test_design_matrix_equals_derivative_of_the_force_pass(dataset, radial):
     import jax
 
     from mlipress.models.mtp.evaluator import make_efs_fn
-    from mlipress.radial import MatrixFactorized
+    from mlipress.models.layers import MatrixFactorized
     from mlipress.models.mtp.features import mtp_features_fn
 
     mtp = untrained_mtp(10, 3, 1.5, 5.0)

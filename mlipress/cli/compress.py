@@ -7,7 +7,7 @@
 ``--radial``: ``mf:R`` | ``rmf:R`` | ``tt:R1,R2,R3`` | ``mfra:RMAX`` | ``dense`` (sections
 II.C-D of the paper); with ``--fraction F`` the rank may be left out (``mf``, ``tt``, ...) and
 is chosen so that the radial part keeps ~F of the dense parameter count
-(:func:`mlipress.radial.rank_for_compression`). Writes ``-o X.mtp`` (standard dense ``.mtp``,
+(:func:`mlipress.models.layers.rank_for_compression`). Writes ``-o X.mtp`` (standard dense ``.mtp``,
 usable by ``mlipress evaluate``) and ``X.mtp.factors.npz`` (the factors,
 :mod:`mlipress.compress.files`); prints radial parameter counts (base vs compressed) and the
 errors (validation set, else training set) before and after.
@@ -46,7 +46,7 @@ def register(subparsers) -> None:
 
 
 def _spec(text: str, fraction, shape):
-    from mlipress.radial import RadialSpec, parse_radial_spec, rank_for_compression
+    from mlipress.models.layers import RadialSpec, parse_radial_spec, rank_for_compression
 
     kind = text.strip().lower().partition(":")[0]
     if fraction is not None and ":" not in text and kind != "dense":
@@ -66,7 +66,7 @@ def run(args) -> int:
     from mlipress.compress.fit import fit_compressed
     from mlipress.io.mtp import read_mtp
     from mlipress.loss import prepare
-    from mlipress.radial import dense_param_count
+    from mlipress.models.layers import dense_param_count
     from mlipress.fit import TrainSettings, rmse
 
     mtp = read_mtp(args.potential)

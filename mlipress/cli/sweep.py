@@ -77,7 +77,7 @@ def run(args) -> int:
     from mlipress.io.atomic import atomic_write
     from mlipress.io.mtp import read_mtp
     from mlipress.loss import LossWeights
-    from mlipress.radial import dense_param_count
+    from mlipress.models.layers import dense_param_count
     from mlipress.fit import TrainSettings
 
     train = read_data(args.train, args.species)

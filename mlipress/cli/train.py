@@ -156,7 +156,7 @@ def run(args) -> int:
     if o["ensemble"] < 1:
         raise ValueError(f"--ensemble must be >= 1, got {o['ensemble']}")
 
-    from mlipress.radial import parse_radial_spec
+    from mlipress.models.layers import parse_radial_spec
 
     spec = parse_radial_spec(o["radial"] or "dense")
     data = read_data(o["train"], o["species"])
@@ -230,7 +230,7 @@ def _train_compressed(mtp, data, valid, spec, settings, o, out_path: Path, t0: f
     from mlipress.io.atomic import atomic_write
     from mlipress.metrics import error_report, format_report
     from mlipress.predict import predict_dataset
-    from mlipress.radial import dense_param_count
+    from mlipress.models.layers import dense_param_count
     from mlipress.fit.ensemble import indexed_path, summarise
 
     if o["ensemble"] > 1 and mtp.trained:

@@ -17,7 +17,7 @@ A compressed potential ``X.mtp`` is written as two files:
    - ``species``, ``moment``, ``scaling``: the other parameters, bit-exact.
 
 This module knows no layer kinds: ``kind`` is the layer's registered name
-(:data:`mlipress.radial.LAYERS`) and the layer writes and reads its own arrays
+(:data:`mlipress.models.layers.LAYERS`) and the layer writes and reads its own arrays
 (``arrays()`` / ``from_arrays(arrays, dims)``), so any registered layer is stored; the names
 ``header``, ``species``, ``moment`` and ``scaling`` are reserved. Both files are written
 atomically (the .mtp first). :func:`read_compressed` returns the ``MTP`` (from the .mtp, with
@@ -39,7 +39,7 @@ import numpy as np
 from mlipress.io.atomic import atomic_write
 from mlipress.io.mtp import format_mtp, parse_mtp
 from mlipress.models.mtp.model import MTP, MTPParams
-from mlipress.radial import LAYERS, kind_of
+from mlipress.models.layers import LAYERS, kind_of
 
 __all__ = ["FORMAT", "VERSION", "sidecar_path", "write_compressed", "read_compressed", "radial_kind"]
 
@@ -70,7 +70,7 @@ def write_compressed(path, mtp: MTP, params, spec: str | None = None) -> tuple[P
 
     ``mtp``: the potential's structure (its coefficients are replaced by ``params``);
     ``params``: :class:`~mlipress.models.mtp.model.MTPParams` with ``radial`` any registered layer of
-    :mod:`mlipress.radial`;
+    :mod:`mlipress.models.layers`;
     ``spec``: optional spec string recorded in the header (e.g. ``"rmf:6"``).
     Returns ``(mtp_path, sidecar_path)``.
     """

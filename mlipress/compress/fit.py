@@ -1,15 +1,15 @@
 """Fitting compressed MTPs: MF, R-MF, TF and MFRA (sections II.C-D of the paper, Algorithm 1).
 
 :func:`fit_compressed` fits the coefficients ``{radial, species, moment}`` of an MTP whose
-radial tensor ``C`` (eq. (5)) is parametrised according to a spec (:func:`mlipress.radial.
+radial tensor ``C`` (eq. (5)) is parametrised according to a spec (:func:`mlipress.models.layers.
 parse_radial_spec`):
 
 - ``dense``: the base MTP, :func:`mlipress.fit.train` unchanged.
 - ``mf:R`` (``C = reshape(U V^T)``, section II.C), ``tt:R1,R2,R3`` (tensor train, section
-  II.C) and any other registered layer kind (:data:`mlipress.radial.LAYERS`): Euclidean BFGS
+  II.C) and any other registered layer kind (:data:`mlipress.models.layers.LAYERS`): Euclidean BFGS
   (section II.D.2.a) over species, moment and the factors, with ``params.radial`` the spec's
-  layer, e.g. :class:`~mlipress.radial.MatrixFactorized` /
-  :class:`~mlipress.radial.TensorTrain` (the evaluator works in factored form). Every
+  layer, e.g. :class:`~mlipress.models.layers.MatrixFactorized` /
+  :class:`~mlipress.models.layers.TensorTrain` (the evaluator works in factored form). Every
   ``settings.linear_solve_every`` BFGS iterations the species/moment coefficients are solved
   exactly with the factors unchanged (no orthonormalisation: it would destroy the
   factorisation), accepted only if ``f`` does not increase, and BFGS is reset. A final plain
@@ -28,8 +28,8 @@ only, the species and moment coefficients being solved exactly at every evaluati
 ``X`` alone (``xi`` gets a zero gradient and is completed exactly). ``False`` gives the paper's
 formulation on ``(xi, X)``.
 
-Starting points (section II.D), from the spec's layer class (:func:`mlipress.radial.layer_for`)
-at :meth:`~mlipress.radial.RadialSpec.initial_rank`: a *trained* dense MTP is compressed by the
+Starting points (section II.D), from the spec's layer class (:func:`mlipress.models.layers.layer_for`)
+at :meth:`~mlipress.models.layers.RadialSpec.initial_rank`: a *trained* dense MTP is compressed by the
 layer's ``from_dense`` (truncated SVD of the unfolding for MF, R-MF, MFRA at rank ``r_min``;
 TT-SVD for TF), the linear coefficients re-solved exactly, then refitted; an *untrained* MTP
 gets the layer's ``random`` factors (seed ``settings.seed``) and the trainer's initialisation
@@ -57,7 +57,7 @@ from mlipress.loss import Objective
 from mlipress.models.mtp.model import MTP
 from mlipress.optim import bfgs, mfra, rbfgs
 from mlipress.optim import fixed_rank as fr
-from mlipress.radial import Dense, MatrixFactorized, RadialSpec, from_matrix, layer_for, parse_radial_spec, to_matrix
+from mlipress.models.layers import Dense, MatrixFactorized, RadialSpec, from_matrix, layer_for, parse_radial_spec, to_matrix
 from mlipress.fit import TrainResult, TrainSettings, scaling_search, train
 from mlipress.fit.projection import optimisation_target
 from mlipress.fit.trainer import FitProblem, exact_solve, fit, prepare_sets, preconditioner
@@ -132,7 +132,7 @@ def rmf_objective(obj: Objective, template):
 def initial_compressed_params(mtp: MTP, data, spec: RadialSpec | str, settings: TrainSettings,
                               resolve: bool = True):
     """The starting :class:`~mlipress.models.mtp.model.MTPParams` of :func:`fit_compressed` (``radial`` is the
-    spec's layer, :func:`mlipress.radial.layer_for`, at ``spec.initial_rank(MFRA_R_MIN)``).
+    spec's layer, :func:`mlipress.models.layers.layer_for`, at ``spec.initial_rank(MFRA_R_MIN)``).
 
     Trained ``mtp``: the layer's truncation of its ``C`` (``from_dense``: truncated SVD for MF,
     R-MF and MFRA at ``r_min``, TT-SVD for TF), then, with ``resolve``, an exact linear solve of

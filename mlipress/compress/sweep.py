@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from mlipress.data import as_dataset
-from mlipress.radial import RadialSpec, clip_tt_ranks, dense_param_count, parse_radial_spec
+from mlipress.models.layers import RadialSpec, clip_tt_ranks, dense_param_count, parse_radial_spec
 
 __all__ = ["fit_row", "sweep", "aggregate", "choose_ranks", "make_spec", "evaluate_params", "METRICS",
            "OPTIMAL_MIN_COMPRESSION"]
@@ -106,7 +106,7 @@ def fit_row(mtp, train, valid, spec: RadialSpec | str, seed: int, settings, out=
     """
     from mlipress.compress.files import write_compressed
     from mlipress.compress.fit import fit_compressed
-    from mlipress.radial import compression
+    from mlipress.models.layers import compression
 
     spec = parse_radial_spec(spec) if isinstance(spec, str) else spec
     s = replace(settings, seed=int(seed))

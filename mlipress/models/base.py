@@ -30,7 +30,7 @@ A **model** provides
   identity where a family has none.
 
 A **params** value is a frozen dataclass registered as a JAX pytree (every field a leaf or a
-pytree, e.g. a low-rank layer from :mod:`mlipress.radial`), declared with :func:`params_class`
+pytree, e.g. a low-rank layer from :mod:`mlipress.models.layers`), declared with :func:`params_class`
 and deriving from :class:`Params`. Two class attributes say what its fields are:
 ``LINEAR`` (fields the model is linear in, concatenated in this order into ``params.linear``)
 and ``FROZEN`` (fields no optimiser moves: their gradient is reported as zero).

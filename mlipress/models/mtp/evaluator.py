@@ -6,7 +6,7 @@ the factories below. In the style of jax-md, factories take a model description 
 pure functions of ``(params, batch)``:
 
 - ``params`` is an :class:`~mlipress.models.mtp.model.MTPParams` pytree (``radial``, ``species``,
-  ``moment``, ``scaling``); ``radial`` is any radial parametrisation of :mod:`mlipress.radial`
+  ``moment``, ``scaling``); ``radial`` is any radial parametrisation of :mod:`mlipress.models.layers`
   (dense or low-rank), all contracted by their ``radial_values(Q, zi, zj)``, so compressed
   models run through exactly the same code.
 - ``batch`` is a :class:`mlipress.batch.NeighborBatch`.

@@ -23,7 +23,7 @@ from mlipress.models.base import Params, params_class
 
 @params_class
 class MTPParams(Params):
-    """Coefficients of an MTP: ``radial`` a radial parametrisation (:mod:`mlipress.radial`:
+    """Coefficients of an MTP: ``radial`` a radial parametrisation (:mod:`mlipress.models.layers`:
     ``Dense``, ``MatrixFactorized``, ``TensorTrain``) of C (N_T, N_T, N_f, N_b), ``species``
     (N_T,), ``moment`` (number of basis functions,), ``scaling`` (scalar; not optimised, as in
     MLIP's BFGS). The energy is linear in ``species`` and ``moment``."""
@@ -175,7 +175,7 @@ class MTP:
     def init(self, seed: int = 0) -> MTPParams:
         """Fresh start: random orthonormal radial functions (reproducible for a seed), zero
         species and moment coefficients, scaling 1."""
-        from mlipress.radial import Dense
+        from mlipress.models.layers import Dense
         from mlipress.models.mtp.features import orthonormalise_radial
 
         C = orthonormalise_radial(np.random.default_rng(seed).standard_normal(self.radial_shape))
@@ -184,7 +184,7 @@ class MTP:
 
     def params(self) -> MTPParams:
         """The coefficients of a trained MTP (dense radial tensor)."""
-        from mlipress.radial import Dense
+        from mlipress.models.layers import Dense
 
         if not self.trained:
             raise ValueError("the potential is untrained (no radial/moment coefficients)")
@@ -207,7 +207,7 @@ class MTP:
     def normalise(self, params: MTPParams) -> MTPParams:
         """Orthonormal radial functions (MLIP's step before a periodic linear solve; changes
         the model, so a linear solve follows)."""
-        from mlipress.radial import Dense
+        from mlipress.models.layers import Dense
         from mlipress.models.mtp.features import orthonormalise_radial
 
         return params.replace(radial=Dense.from_dense(orthonormalise_radial(params.radial.dense())))
