@@ -1,5 +1,6 @@
-"""Potential families behind one contract (:mod:`mlipress.models.base`); the MTP
-(:class:`mlipress.models.mtp.model.MTP`) is the first."""
+"""Potential families behind one contract (:mod:`mlipress.models.base`): the MTP
+(:mod:`mlipress.models.mtp`) is the first; :mod:`mlipress.models.layers` holds the low-rank
+layers (dense, matrix-factorised, tensor-train) their radial parts are made of."""
 
 from mlipress.models.base import Model, Params, nonlinear_bytes, params_class
 
