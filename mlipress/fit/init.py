@@ -46,11 +46,11 @@ def initial_params(mtp: MTP, seed: int = 0, scaling: float = 1.0):
 
 def scaling_search(
     mtp: MTP,
-    params: dict,
+    params,
     data: TrainingData,
     grid=DEFAULT_LOG10_GRID,
     refine: int = 6,
-) -> tuple[dict, float, list[tuple[float, float]]]:
+) -> tuple[object, float, list[tuple[float, float]]]:
     """Best ``scaling`` for the radial part of ``params``, each trial with exact linear solve.
 
     Args:

@@ -1,6 +1,12 @@
-"""The training loop: MLIP-2's ``mlp train`` procedure on the base (dense) MTP.
+"""The one fitting loop (:func:`fit`, :class:`FitProblem`) and the dense fit on it (:func:`train`).
 
-REFERENCE.md section 3. :func:`train` minimises the objective of :class:`mlipress.loss.Objective`
+:func:`fit` runs any :class:`FitProblem` (a model of the contract, an optimiser over its own
+variables, what to do between steps) under the stopping rules of :mod:`mlipress.optim.loop`,
+with progress lines, JSON-lines log, checkpoints and bit-identical resume; the compressed
+fits of :mod:`mlipress.compress.fit` are FitProblems too.
+
+:func:`train` is MLIP-2's ``mlp train`` procedure for the base (dense) MTP, or any model of
+the contract (REFERENCE.md section 3). :func:`train` minimises the objective of :class:`mlipress.loss.Objective`
 (``f = (1/K) sum_k L_k + penalty P(C)``) over ``{radial, species, moment}`` (``scaling`` is
 fixed between scaling searches; the objective reports a zero gradient for it). By default
 (``variable_projection=True``) BFGS moves the radial part only and the species and moment
@@ -32,9 +38,9 @@ meV/atom, force RMSE per Cartesian component in eV/A (MLIP-2's convention), elap
 and, with ``log_file``, one JSON object per line with the same fields.
 
 Checkpoints (``checkpoint_every`` > 0 and ``checkpoint`` path): one ``.npz`` written
-atomically with the parameters, the optimiser state (every array and scalar of the state
-NamedTuple, including BFGS's inverse Hessian) and a JSON header (phase, iteration, history,
-elapsed time). ``resume=True`` restarts from it and, for the same data and settings, ends at
+atomically with the whole optimiser state (:mod:`mlipress.fit.checkpoint`: every array and
+scalar, including BFGS's inverse Hessian) and a JSON header (iteration, history, elapsed
+time, the recent values of ``f``). ``resume=True`` restarts from it and, for the same data and settings, ends at
 bit-identical parameters to an uninterrupted run (tested).
 """
 
@@ -165,7 +171,7 @@ class TrainResult:
     ``state``: final optimiser state; ``stop_reason``: why training stopped."""
 
     mtp: MTP
-    params: dict
+    params: Any
     history: list
     state: Any = None
     stop_reason: str = ""
