@@ -37,3 +37,19 @@ def cu_level10_potential(shared_data) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not found")
     return path
+
+
+class Interrupted(Exception):
+    """Raised by :func:`interrupt_at`: a fit killed in the middle, as by a signal."""
+
+
+def interrupt_at(iteration: int):
+    """A fit callback that interrupts the fit at the first progress record at or after
+    ``iteration``, before that iteration's checkpoint is written: a resumed fit restarts from
+    the checkpoint before it."""
+
+    def callback(record):
+        if record.get("event") == "progress" and record["iteration"] >= iteration:
+            raise Interrupted
+
+    return callback

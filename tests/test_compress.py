@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import Interrupted, interrupt_at
 
 from mlipress.models.mtp.basis import untrained_mtp
 from mlipress.compress import fit_compressed, initial_compressed_params, read_compressed, sidecar_path, write_compressed
@@ -20,7 +21,7 @@ from mlipress.examples import make_example_dataset
 from mlipress.loss import Objective, prepare
 from mlipress.models.mtp.model import MTPParams
 from mlipress.models.layers import Dense, MatrixFactorized, TensorTrain, to_matrix
-from mlipress.fit import TrainSettings, linear_solve, to_mtp
+from mlipress.fit import TrainSettings, linear_solve
 
 jax.config.update("jax_enable_x64", True)
 
@@ -40,7 +41,7 @@ def problem():
     params = MTPParams(Dense.from_dense(0.3 * rng.standard_normal(mtp.radial_shape)),
                        jnp.zeros(3), jnp.zeros(mtp.moments.scalar_count), jnp.asarray(1.0))
     params, _ = linear_solve(mtp, params, data)
-    trained = to_mtp(mtp, params)
+    trained = mtp.with_params(params)
     return {"ds": ds, "species": species, "mtp": mtp, "trained": trained, "data": data}
 
 
@@ -239,22 +240,9 @@ def test_compressed_fit_checkpoints_and_resumes_bit_identically(problem, spec, t
     ckpt = tmp_path / "c.npz"
     s2 = dataclasses.replace(s, checkpoint=str(ckpt), checkpoint_every=2)
 
-    class Stop(Exception):
-        pass
-
-    def stop(rec):
-        if rec.get("event") == "progress" and rec["iteration"] >= 3:
-            raise Stop
-
-    from mlipress.compress import fit as fit_module
-
-    original = fit_module.fit
-    fit_module.fit = lambda *args, **kw: original(*args, **{**kw, "callback": stop})
-    try:
-        with pytest.raises(Stop):
-            fit_compressed(problem["trained"], problem["ds"], spec, s2, out=io.StringIO(), mfra_interval=2)
-    finally:
-        fit_module.fit = original
+    with pytest.raises(Interrupted):
+        fit_compressed(problem["trained"], problem["ds"], spec, s2, out=io.StringIO(), mfra_interval=2,
+                       callback=interrupt_at(3))
     assert ckpt.exists()
     b = fit_compressed(problem["trained"], problem["ds"], spec, dataclasses.replace(s2, resume=True),
                        out=io.StringIO(), mfra_interval=2)

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import Interrupted, interrupt_at
 
 import mlipress  # noqa: F401  (float64)
 from mlipress.calculator import MTPCalculator
@@ -145,18 +146,10 @@ def test_pair_model_fits_checkpoints_and_runs_in_ase(data, tmp_path):
         assert np.array_equal(np.asarray(x), np.asarray(y))
 
     # checkpoint + resume ends bit-identical to the uninterrupted fit
-    ckpt = tmp_path / "pair.npz"
+    ckpt = tmp_path / "pair.ckpt.npz"
     s2 = dataclasses.replace(settings, checkpoint=str(ckpt), checkpoint_every=4)
-
-    class Stop(Exception):
-        pass
-
-    def stop_at_8(rec):
-        if rec.get("event") == "progress" and rec["iteration"] >= 8:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(model, ds, s2, callback=stop_at_8, out=io.StringIO())
+    with pytest.raises(Interrupted):
+        train(model, ds, s2, callback=interrupt_at(8), out=io.StringIO())
     again = train(model, ds, dataclasses.replace(s2, resume=True), out=io.StringIO())
     for x, y in zip(jax.tree_util.tree_leaves(fit.params), jax.tree_util.tree_leaves(again.params)):
         assert np.array_equal(np.asarray(x), np.asarray(y))

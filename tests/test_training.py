@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import Interrupted, interrupt_at
 
 from mlipress.models.mtp.basis import untrained_mtp
 from mlipress.examples import make_example_dataset
@@ -131,10 +132,6 @@ def test_time_limit_stops_training(dataset, mtp):
     assert "time limit" in out.getvalue()
 
 
-class _Interrupt(Exception):
-    pass
-
-
 def test_training_converges_deterministic_and_resumes(dataset, mtp, tmp_path):
     log = tmp_path / "log.jsonl"
     ckpt_a = tmp_path / "a.npz"
@@ -160,12 +157,8 @@ def test_training_converges_deterministic_and_resumes(dataset, mtp, tmp_path):
     ckpt = tmp_path / "c.npz"
     s2 = dataclasses.replace(settings, log_file=None, checkpoint=str(ckpt))
 
-    def stop_at_12(rec):
-        if rec.get("event") == "progress" and rec["iteration"] >= 12:
-            raise _Interrupt
-
-    with pytest.raises(_Interrupt):
-        train(mtp, dataset, s2, callback=stop_at_12, out=io.StringIO())
+    with pytest.raises(Interrupted):
+        train(mtp, dataset, s2, callback=interrupt_at(12), out=io.StringIO())
     assert ckpt.exists()
     c = train(mtp, dataset, dataclasses.replace(s2, resume=True), out=io.StringIO())
     for k in ("radial", "species", "moment", "scaling"):

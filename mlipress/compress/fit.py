@@ -161,9 +161,9 @@ def initial_compressed_params(mtp: MTP, data, spec: RadialSpec | str, settings: 
 # ------------------------------------------------------------------------------------------
 
 
-def _fit(problem: FitProblem, data, valid, spec, s, out, polish=None) -> CompressedResult:
+def _fit(problem: FitProblem, data, valid, spec, s, out, callback, polish=None) -> CompressedResult:
     """Run ``problem``; ``polish(params) -> params`` on the result (MF/TF's final solve)."""
-    state, history, reason = fit(problem, data, s, valid, out=out)
+    state, history, reason = fit(problem, data, s, valid, callback=callback, out=out)
     params = problem.to_params(state.params)
     if polish is not None:
         params = polish(params)
@@ -175,7 +175,7 @@ def _start(x0, spec, mtp):
     return lambda: (x0, [], f"{'compressing a trained' if mtp.trained else 'untrained'} potential: {spec}")
 
 
-def _fit_factored(mtp, data, valid, spec, s, out, **_) -> CompressedResult:
+def _fit_factored(mtp, data, valid, spec, s, out, callback, **_) -> CompressedResult:
     """MF, TF (any layer without an optimiser of its own): BFGS over species, moment and the
     factors; every ``linear_solve_every``
     iterations an exact solve of species + moment with the factors unchanged, kept only if
@@ -197,10 +197,10 @@ def _fit_factored(mtp, data, valid, spec, s, out, **_) -> CompressedResult:
         return exact_solve(obj, params, obj.value(params))[0] if every else params
 
     problem = FitProblem(mtp, opt, _start(p0, spec, mtp), lambda: p0, to_params=current, between=between)
-    return _fit(problem, data, valid, spec, s, out, polish)
+    return _fit(problem, data, valid, spec, s, out, callback, polish)
 
 
-def _fit_rmf(mtp, data, valid, spec, s, out, **_) -> CompressedResult:
+def _fit_rmf(mtp, data, valid, spec, s, out, callback, **_) -> CompressedResult:
     obj, finish = optimisation_target(Objective(mtp, data), s.variable_projection)
     p0 = initial_compressed_params(mtp, data, spec, s)
     vg, v = rmf_objective(obj, p0)
@@ -212,7 +212,7 @@ def _fit_rmf(mtp, data, valid, spec, s, out, **_) -> CompressedResult:
         return finish(p0.replace(radial=_point_to_mf(point, mtp.radial_shape)).with_linear(jnp.asarray(xi)))
 
     problem = FitProblem(mtp, opt, _start(x0, spec, mtp), lambda: x0, to_params=to_params)
-    return _fit(problem, data, valid, spec, s, out)
+    return _fit(problem, data, valid, spec, s, out, callback)
 
 
 def _mf_to_point(param: MatrixFactorized):
@@ -231,7 +231,7 @@ def _point_to_mf(point, shape) -> MatrixFactorized:
     return MatrixFactorized.checked(U, V, shape)
 
 
-def _fit_mfra(mtp, data, valid, spec, s, out, mfra_interval="auto") -> CompressedResult:
+def _fit_mfra(mtp, data, valid, spec, s, out, callback, mfra_interval="auto") -> CompressedResult:
     obj, finish = optimisation_target(Objective(mtp, data), s.variable_projection)
     p0 = initial_compressed_params(mtp, data, spec, s)
     shape = mtp.radial_shape
@@ -246,7 +246,7 @@ def _fit_mfra(mtp, data, valid, spec, s, out, mfra_interval="auto") -> Compresse
 
     problem = FitProblem(mtp, opt, _start(x0, spec, mtp), lambda: x0, to_params=to_params,
                          per_step=lambda st: {"rank": int(st.rank)})
-    res = _fit(problem, data, valid, spec, s, out)
+    res = _fit(problem, data, valid, spec, s, out, callback)
     return replace(res, rank_history=tuple((int(k), int(r)) for k, r in res.state.rank_history))
 
 
@@ -261,22 +261,23 @@ _OPTIMISERS = {"rmf": _fit_rmf, "mfra": _fit_mfra}
 
 
 def fit_compressed(mtp: MTP, train_data, spec: RadialSpec | str, settings: TrainSettings = TrainSettings(),
-                   valid_data=None, out=None, mfra_interval="auto") -> CompressedResult:
+                   valid_data=None, out=None, mfra_interval="auto", callback=None) -> CompressedResult:
     """Fit ``mtp`` with the radial tensor parametrised by ``spec`` (see the module docstring).
 
     ``mtp``: trained (compression of a fitted potential: truncated SVD / TT-SVD, then refit) or
     untrained (random factors + scaling search). ``settings``: :class:`TrainSettings`
     (``max_iter``, ``seed``, ``linear_solve_every``, tolerances, weights, logging).
     ``mfra_interval``: Algorithm 1's s ("auto" = 4% of ``max_iter``, paper default).
+    ``callback(record)`` at every log point, True stops (as in :func:`mlipress.fit.train`).
     Returns a :class:`CompressedResult` whose ``params.radial`` is the fitted parametrisation.
     """
     spec = parse_radial_spec(spec) if isinstance(spec, str) else spec
     out = sys.stdout if out is None else out
     layer_for(spec)  # rejects an unknown kind
     if spec.kind == Dense.kind:
-        res = train(mtp, train_data, settings, valid_data=valid_data, out=out)
+        res = train(mtp, train_data, settings, valid_data=valid_data, callback=callback, out=out)
         return CompressedResult(res.mtp, res.params, res.history, res.state, res.stop_reason, spec=spec,
                                 radial=res.params.radial)
     data, valid = prepare_sets(mtp, train_data, valid_data, settings)
     fitter = _OPTIMISERS.get(spec.kind, _fit_factored)
-    return fitter(mtp, data, valid, spec, settings, out, mfra_interval=mfra_interval)
+    return fitter(mtp, data, valid, spec, settings, out, callback, mfra_interval=mfra_interval)

@@ -16,7 +16,7 @@ procedure of MLIP-2 and its variable-projection form (REFERENCE.md section 3).
 
 from mlipress.fit.init import initial_params, scaling_search
 from mlipress.fit.linear import linear_solve
-from mlipress.fit.trainer import FitProblem, TrainResult, TrainSettings, fit, rmse, to_mtp, train
+from mlipress.fit.trainer import FitProblem, TrainResult, TrainSettings, fit, rmse, train
 
 try:  # the ensemble module builds on train()
     from mlipress.fit.ensemble import EnsembleResult, train_ensemble
@@ -35,5 +35,4 @@ __all__ = [
     "initial_params",
     "scaling_search",
     "rmse",
-    "to_mtp",
 ]

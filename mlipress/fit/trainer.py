@@ -70,7 +70,7 @@ from mlipress.fit.linear import linear_solve
 from mlipress.fit.precondition import inverse_gauss_newton_diagonal
 from mlipress.fit.projection import optimisation_target
 
-__all__ = ["TrainSettings", "TrainResult", "FitProblem", "fit", "train", "to_mtp", "rmse", "prepare_sets", "exact_solve"]
+__all__ = ["TrainSettings", "TrainResult", "FitProblem", "fit", "train", "rmse", "prepare_sets", "exact_solve"]
 
 
 @dataclass(frozen=True)
@@ -175,12 +175,6 @@ class TrainResult:
     history: list
     state: Any = None
     stop_reason: str = ""
-
-
-def to_mtp(mtp: MTP, params) -> MTP:
-    """``mtp`` carrying ``params`` (``mtp.with_params(params)``; the dense C of a factored
-    radial part)."""
-    return mtp.with_params(params)
 
 
 def rmse(model, params, data: TrainingData) -> dict:
@@ -321,7 +315,7 @@ def fit(problem: FitProblem, data: TrainingData, settings: "TrainSettings", vali
         rec = {"event": kind, "phase": problem.phase(it), "iteration": it, "f": state.value,
                "grad_norm": float(state.grad_norm), "energy_rmse_meV_per_atom": 1e3 * err["energy_rmse"],
                "force_rmse_eV_per_A": err["force_rmse"], "virial_rmse_eV": err["virial_rmse"],
-               "elapsed": elapsed()}
+               "n_evals": int(state.n_evals), "elapsed": elapsed()}
         if valid is not None:
             v = rmse(model, params, valid)
             rec["valid_energy_rmse_meV_per_atom"] = 1e3 * v["energy_rmse"]
