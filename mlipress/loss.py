@@ -51,8 +51,7 @@ import numpy as np
 
 from mlipress.data import Configuration, Dataset
 from mlipress.batch import NeighborBatch, chunk_batches
-from mlipress.models.base import StructureKey
-from mlipress.models.base import Model
+from mlipress.models.base import Model, StructureKey
 
 __all__ = [
     "LossWeights",

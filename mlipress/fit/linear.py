@@ -22,6 +22,7 @@ instead of noise, everything else is the exact least-squares solution to ~1e-10 
 from __future__ import annotations
 
 import functools
+
 import jax
 import numpy as np
 
@@ -29,6 +30,7 @@ from mlipress.loss import TrainingChunk, TrainingData
 from mlipress.models.base import StructureKey
 
 __all__ = ["linear_solve"]
+
 
 @functools.lru_cache(maxsize=8)
 def _compiled_features(key: StructureKey):
