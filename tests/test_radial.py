@@ -160,6 +160,11 @@ def test_radial_values_match_dense_gather(C):
             p, Q.reshape(5, 8, -1), zi.reshape(5, 8), zj.reshape(5, 8)
         )
         np.testing.assert_allclose(f2.reshape(40, 4), ref, rtol=0, atol=1e-12)
+        # site types of an (A, K) neighbour block given once per atom, as the evaluator does
+        zi_site = np.repeat(np.arange(5) % C.shape[0], 8)
+        ref3 = jnp.einsum("pmb,pb->pm", p.dense()[zi_site, zj], Q)
+        f3 = p.radial_values(Q.reshape(5, 8, -1), zi_site.reshape(5, 8)[:, :1], zj.reshape(5, 8))
+        np.testing.assert_allclose(f3.reshape(40, 4), ref3, rtol=0, atol=1e-12)
 
 
 def test_pytree_roundtrip(C):
