@@ -35,8 +35,19 @@ degree ``l``, order ``m = -l..l`` at index ``l*l + l + m`` (:func:`sh_index`; th
     rotation matrix ``R`` in this basis, ``Y_l(R r) = D Y_l(r)``; orthogonal; block diagonal
     over degrees for the second.
 
-Tensor products: see :mod:`.tensor_product` (exact fused CG product, dense and sparse) and
-:mod:`.cp` (its rank-R CP form, Lin et al., "Tensor Decomposition Networks").
+Tensor products (:mod:`.tensor_product`, :mod:`.cp`, :mod:`.coupling`)
+-----------------------------------------------------------------------
+``fused_cg_tensor(L, L_out=None, path_weights=None) -> ((L+1)^2, (L+1)^2, (L_out+1)^2)``: all
+    CG paths ``(l1, l2) -> l3`` (:func:`cg_paths`) in one tensor, each block ``clebsch_gordan``.
+``make_coupling(spec, L, L_out=None)`` with ``spec`` ``"dense"``, ``"sparse"`` or ``"cp:R"``:
+    a frozen pytree ``coupling`` with ``coupling(x, y)`` (``x (..., n1)``, ``y (..., n2)`` ->
+    ``(..., n3)``), ``coupling.mix(x, y, W)`` (channels ``x (..., U, n1)``, ``y (..., V, n2)``,
+    one shared ``W (U, V, W_out)`` for all paths: path-weight sharing), ``.tensor()``,
+    ``.flops_per_pair``. ``cp:R`` is the rank-R CP form of Lin et al., "Tensor Decomposition
+    Networks" (:func:`cp_coupling`): factors fitted once by ALS (seed 0), cached on disk
+    (:func:`~mlipress.equivariant.cp.cache_dir`), exact (to rounding) at ``R >= exact_rank``.
+``fit_cp(T, R, seed)``, ``exact_rank(T)``, ``cp_error``, ``equivariance_bound`` for any 3-way
+    coupling tensor (e.g. one CG path block).
 """
 
 from mlipress.equivariant.clebsch_gordan import (
@@ -46,6 +57,8 @@ from mlipress.equivariant.clebsch_gordan import (
     real_gaunt,
     wigner_3j,
 )
+from mlipress.equivariant.coupling import COUPLING_HELP, make_coupling, parse_coupling
+from mlipress.equivariant.cp import cp_coupling, cp_error, cp_factors, equivariance_bound, exact_rank, fit_cp
 from mlipress.equivariant.harmonics import (
     block_wigner_D,
     degree_slices,
@@ -53,6 +66,15 @@ from mlipress.equivariant.harmonics import (
     sh_index,
     spherical_harmonics,
     wigner_D,
+)
+from mlipress.equivariant.tensor_product import (
+    CPCoupling,
+    DenseCoupling,
+    SparseCoupling,
+    cg_paths,
+    dense_coupling,
+    fused_cg_tensor,
+    sparse_coupling,
 )
 
 __all__ = [
@@ -67,4 +89,20 @@ __all__ = [
     "complex_to_real",
     "real_gaunt",
     "wigner_3j",
+    "cg_paths",
+    "fused_cg_tensor",
+    "DenseCoupling",
+    "SparseCoupling",
+    "CPCoupling",
+    "dense_coupling",
+    "sparse_coupling",
+    "fit_cp",
+    "exact_rank",
+    "cp_error",
+    "equivariance_bound",
+    "cp_factors",
+    "cp_coupling",
+    "COUPLING_HELP",
+    "parse_coupling",
+    "make_coupling",
 ]
