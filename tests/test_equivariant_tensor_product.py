@@ -11,6 +11,7 @@ from scipy.spatial.transform import Rotation
 
 import mlipress  # noqa: F401  (float64)
 from mlipress.equivariant import (
+    block_sparse_coupling,
     block_wigner_D,
     cg_paths,
     clebsch_gordan,
@@ -69,6 +70,10 @@ def test_fused_tensor_holds_every_path_and_dense_sparse_agree():
     np.testing.assert_allclose(sparse(x, y), expected, atol=1e-13)
     np.testing.assert_array_equal(sparse.tensor(), T)
     assert sparse.flops_per_pair == 3 * np.count_nonzero(T) < dense.flops_per_pair
+    blocks = block_sparse_coupling(T)
+    np.testing.assert_allclose(blocks(x, y), expected, atol=1e-13)
+    np.testing.assert_array_equal(blocks.tensor(), T)
+    assert sparse.flops_per_pair < blocks.flops_per_pair < dense.flops_per_pair
     # a degree-limited output
     assert fused_cg_tensor(3, lmax_out=1).shape == (16, 16, 4)
 
@@ -126,7 +131,7 @@ def test_factors_are_reproducible_and_cached_on_disk(tmp_path, monkeypatch):
         np.testing.assert_array_equal(f, g)
 
 
-@pytest.mark.parametrize("spec", ["dense", "sparse", "cp:74"])
+@pytest.mark.parametrize("spec", ["dense", "sparse", "blocks", "cp:74"])
 def test_path_weight_sharing_is_one_weight_set_for_all_paths(spec):
     L, U, V, W = 2, 3, 2, 4
     coupling = make_coupling(spec, L)

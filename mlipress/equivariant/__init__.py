@@ -39,7 +39,8 @@ Tensor products (:mod:`.tensor_product`, :mod:`.cp`, :mod:`.coupling`)
 -----------------------------------------------------------------------
 ``fused_cg_tensor(L, L_out=None, path_weights=None) -> ((L+1)^2, (L+1)^2, (L_out+1)^2)``: all
     CG paths ``(l1, l2) -> l3`` (:func:`cg_paths`) in one tensor, each block ``clebsch_gordan``.
-``make_coupling(spec, L, L_out=None)`` with ``spec`` ``"dense"``, ``"sparse"`` or ``"cp:R"``:
+``make_coupling(spec, L, L_out=None)`` with ``spec`` ``"dense"``, ``"sparse"`` (nonzero
+    entries), ``"blocks"`` (nonzero degree blocks) or ``"cp:R"``:
     a frozen pytree ``coupling`` with ``coupling(x, y)`` (``x (..., n1)``, ``y (..., n2)`` ->
     ``(..., n3)``), ``coupling.mix(x, y, W)`` (channels ``x (..., U, n1)``, ``y (..., V, n2)``,
     one shared ``W (U, V, W_out)`` for all paths: path-weight sharing), ``.tensor()``,
@@ -68,9 +69,11 @@ from mlipress.equivariant.harmonics import (
     wigner_D,
 )
 from mlipress.equivariant.tensor_product import (
+    BlockSparseCoupling,
     CPCoupling,
     DenseCoupling,
     SparseCoupling,
+    block_sparse_coupling,
     cg_paths,
     dense_coupling,
     fused_cg_tensor,
@@ -93,9 +96,11 @@ __all__ = [
     "fused_cg_tensor",
     "DenseCoupling",
     "SparseCoupling",
+    "BlockSparseCoupling",
     "CPCoupling",
     "dense_coupling",
     "sparse_coupling",
+    "block_sparse_coupling",
     "fit_cp",
     "exact_rank",
     "cp_error",
