@@ -100,6 +100,20 @@ def test_als_reaches_the_exact_tensor_below_the_slice_rank():
     assert cp_error(T, fit_cp(T, 12, seed=0)) < 1e-9
 
 
+def test_cp_of_higher_order_tensors():
+    """ACE couples 3 or 4 features at once: the fits take any order."""
+    rng = np.random.default_rng(0)
+    planted = [rng.normal(size=(n, 3)) for n in (3, 4, 5, 6)]
+    T = np.einsum("ar,br,cr,dr->abcd", *planted)
+    assert cp_error(T, fit_cp(T, 3, seed=0)) < 1e-10
+    assert cp_error(T, fit_cp(T, exact_rank(T))) < 1e-14
+    assert cp_error(T, fit_cp(T, 2, seed=0)) > 1e-3
+    # order 2: ALS finds the truncated SVD
+    M = rng.normal(size=(4, 5))
+    s = np.linalg.svd(M, compute_uv=False)
+    assert cp_error(M, fit_cp(M, 2, seed=0)) == pytest.approx(np.linalg.norm(s[2:]) / np.linalg.norm(s), rel=1e-8)
+
+
 def test_equivariance_error_decreases_with_rank_and_stays_below_the_bound():
     L = 2
     T = fused_cg_tensor(L)

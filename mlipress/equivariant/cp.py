@@ -3,11 +3,12 @@ once by alternating least squares from a seeded start, cached on disk per (L, L_
 then frozen in a :class:`~mlipress.equivariant.tensor_product.CPCoupling`.
 
 A 3-way tensor ``T (n1, n2, n3)`` is approximated by ``[[a, b, c]] = sum_r a_r (x) b_r (x) c_r``
-with ``a (n1, R)``, ``b (n2, R)``, ``c (n3, R)``.
+with ``a (n1, R)``, ``b (n2, R)``, ``c (n3, R)``; :func:`fit_cp` and :func:`exact_cp` take
+tensors of any order (e.g. ACE's generalised CG coefficients of 3 or 4 features).
 
 Exact form. Every slice ``T[i]`` is a matrix of rank ``rho_i``; its SVD gives
 ``T = sum_i sum_s e_i (x) (sigma_s u_s) (x) v_s``, an exact CP form of rank
-``sum_i rho_i`` (the smallest over the three modes is :func:`exact_rank`). At ``R >=`` that
+``sum_i rho_i`` (the smallest over the choices of the two SVD axes is :func:`exact_rank`). At ``R >=`` that
 rank :func:`fit_cp` returns this form (padded with zero columns), so the CP product equals the
 exact one to rounding; below it, ALS (:func:`fit_cp`).
 
@@ -23,6 +24,7 @@ tensor product, here with the Frobenius norm of the CP residual (:func:`equivari
 
 from __future__ import annotations
 
+import itertools
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -47,62 +49,66 @@ __all__ = [
 _CACHE_VERSION = 1
 
 
-def _khatri_rao(p, q):
-    """Column-wise Kronecker product ``(n_p n_q, R)``, row ``i * n_q + j`` = ``p[i] * q[j]``."""
-    return (p[:, None, :] * q[None, :, :]).reshape(-1, p.shape[1])
+def _khatri_rao(*matrices):
+    """Column-wise Kronecker product ``(n_1 ... n_k, R)``; rows in row-major order of
+    ``(i_1, ..., i_k)``, matching ``reshape`` of the remaining axes of an unfolding."""
+    out = matrices[0]
+    for q in matrices[1:]:
+        out = (out[:, None, :] * q[None, :, :]).reshape(-1, out.shape[1])
+    return out
 
 
 def cp_tensor(factors) -> np.ndarray:
-    """``[[a, b, c]]`` as a dense ``(n1, n2, n3)`` array."""
-    a, b, c = (np.asarray(f) for f in factors)
-    return (_khatri_rao(a, b) @ c.T).reshape(a.shape[0], b.shape[0], c.shape[0])
+    """``[[f_1, ..., f_N]] = sum_r f_1[:, r] (x) ... (x) f_N[:, r]`` as a dense array."""
+    factors = [np.asarray(f) for f in factors]
+    return (_khatri_rao(*factors[:-1]) @ factors[-1].T).reshape([f.shape[0] for f in factors])
 
 
 def cp_error(tensor, factors) -> float:
-    """Relative Frobenius error ``||T - [[a, b, c]]||_F / ||T||_F``."""
+    """Relative Frobenius error ``||T - [[f_1, ..., f_N]]||_F / ||T||_F``."""
     tensor = np.asarray(tensor)
     return float(np.linalg.norm(tensor - cp_tensor(factors)) / np.linalg.norm(tensor))
 
 
 def equivariance_bound(tensor, factors) -> float:
     """``2 ||T - [[a, b, c]]||_F``: bounds ``||D3 f_R(x, y) - f_R(D1 x, D2 y)|| / (||x|| ||y||)``
-    for every rotation when ``T`` is equivariant (module docstring)."""
+    for every rotation when ``T`` is equivariant (module docstring); for an invariant coupling
+    of ``N`` features (all axes inputs, e.g. an ACE B-function) it bounds
+    ``|f_R(D x_1, ..., D x_N) - f_R(x_1, ..., x_N)| / prod ||x_t||`` the same way."""
     return 2.0 * float(np.linalg.norm(np.asarray(tensor) - cp_tensor(factors)))
 
 
-def _slice_svd(tensor, tol):
-    """Exact CP factors from the SVDs of the mode-0 slices."""
-    n1, n2, n3 = tensor.shape
+def _slice_svd(tensor, pair, tol):
+    """Exact CP factors from the SVDs of the matrices ``T[..., :, :]`` over the two axes
+    ``pair``, one per index of the other axes (their factors are unit vectors)."""
+    p, q = pair
+    others = [axis for axis in range(tensor.ndim) if axis not in pair]
+    slices = np.moveaxis(tensor, others + [p, q], range(tensor.ndim))
+    slices = slices.reshape(-1, tensor.shape[p], tensor.shape[q])
     columns = []
-    for i in range(n1):
-        u, s, vt = np.linalg.svd(tensor[i], full_matrices=False)
+    for index, matrix in enumerate(slices):
+        u, s, vt = np.linalg.svd(matrix, full_matrices=False)
         for k in np.nonzero(s > tol * max(s.max(initial=0.0), 1e-300))[0]:
-            columns.append((i, s[k] * u[:, k], vt[k]))
-    a = np.zeros((n1, len(columns)))
-    b = np.zeros((n2, len(columns)))
-    c = np.zeros((n3, len(columns)))
-    for r, (i, left, right) in enumerate(columns):
-        a[i, r], b[:, r], c[:, r] = 1.0, left, right
-    return a, b, c
+            columns.append((index, s[k] * u[:, k], vt[k]))
+    factors = [np.zeros((n, len(columns))) for n in tensor.shape]
+    for r, (index, left, right) in enumerate(columns):
+        for axis, i in zip(others, np.unravel_index(index, [tensor.shape[a] for a in others]) if others else ()):
+            factors[axis][i, r] = 1.0
+        factors[p][:, r], factors[q][:, r] = left, right
+    return tuple(factors)
 
 
-_MODES = ((0, 1, 2), (1, 0, 2), (2, 0, 1))  # which axis is sliced, and the order of the rest
-
-
-def exact_cp(tensor, tol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """An exact CP form of ``tensor`` from slice SVDs, along the mode that gives the smallest rank
-    (the rank is :func:`exact_rank`; an upper bound of the CP rank)."""
+def exact_cp(tensor, tol: float = 1e-12) -> tuple[np.ndarray, ...]:
+    """An exact CP form of ``tensor`` (any order >= 2) from slice SVDs, over the pair of axes
+    that gives the smallest rank (the rank is :func:`exact_rank`; an upper bound of the CP
+    rank)."""
     tensor = np.asarray(tensor, dtype=np.float64)
     best = None
-    for mode in _MODES:
-        factors = _slice_svd(np.transpose(tensor, mode), tol)
-        if best is None or factors[0].shape[1] < best[1][0].shape[1]:
-            best = (mode, factors)
-    mode, factors = best
-    ordered = [None, None, None]
-    for axis, f in zip(mode, factors):
-        ordered[axis] = f
-    return tuple(ordered)
+    for pair in reversed(list(itertools.combinations(range(tensor.ndim), 2))):
+        factors = _slice_svd(tensor, pair, tol)
+        if best is None or factors[0].shape[1] < best[0].shape[1]:
+            best = factors
+    return best
 
 
 def exact_rank(tensor, tol: float = 1e-12) -> int:
@@ -112,37 +118,34 @@ def exact_rank(tensor, tol: float = 1e-12) -> int:
 
 def _als(tensor, factors, max_iter, tol):
     """Alternating least squares: each factor in turn solves its linear least-squares problem
-    ``T_(n) ~ F_n (F_q (.) F_p)^T`` through the ``R x R`` Gram matrices (pseudo-inverse, so
-    rank-deficient Grams do not blow up)."""
-    a, b, c = factors
-    n1, n2, n3 = tensor.shape
-    unfold_a = tensor.reshape(n1, n2 * n3)
-    unfold_b = np.moveaxis(tensor, 1, 0).reshape(n2, n1 * n3)
-    unfold_c = np.moveaxis(tensor, 2, 0).reshape(n3, n1 * n2)
+    ``T_(t) ~ F_t (Khatri-Rao of the others)^T`` through the Hadamard product of the others'
+    ``R x R`` Gram matrices (pseudo-inverse, so rank-deficient Grams do not blow up)."""
+    factors = list(factors)
+    order = tensor.ndim
+    unfoldings = [np.moveaxis(tensor, t, 0).reshape(tensor.shape[t], -1) for t in range(order)]
     norm = np.linalg.norm(tensor)
-
-    def solve(unfolded, p, q):
-        gram = (p.T @ p) * (q.T @ q)
-        return unfolded @ _khatri_rao(p, q) @ np.linalg.pinv(gram, rcond=1e-13, hermitian=True)
-
     previous = np.inf
     for _ in range(max_iter):
-        a = solve(unfold_a, b, c)
-        b = solve(unfold_b, a, c)
-        c = solve(unfold_c, a, b)
+        for t in range(order):
+            others = [factors[u] for u in range(order) if u != t]
+            gram = others[0].T @ others[0]
+            for f in others[1:]:
+                gram = gram * (f.T @ f)
+            factors[t] = unfoldings[t] @ _khatri_rao(*others) @ np.linalg.pinv(gram, rcond=1e-13, hermitian=True)
         # balance the column norms: the CP form is unchanged, the iteration better conditioned
-        norms = [np.linalg.norm(f, axis=0) for f in (a, b, c)]
-        scale = np.cbrt(norms[0] * norms[1] * norms[2])
-        a, b, c = (f * np.where(n > 0, scale / np.maximum(n, 1e-300), 1.0) for f, n in zip((a, b, c), norms))
-        error = np.linalg.norm(tensor - cp_tensor((a, b, c))) / norm
+        norms = [np.linalg.norm(f, axis=0) for f in factors]
+        scale = np.prod(norms, axis=0) ** (1.0 / order)
+        factors = [f * np.where(n > 0, scale / np.maximum(n, 1e-300), 1.0) for f, n in zip(factors, norms)]
+        error = np.linalg.norm(tensor - cp_tensor(factors)) / norm
         if previous - error < tol:
             break
         previous = error
-    return a, b, c
+    return tuple(factors)
 
 
 def fit_cp(tensor, rank: int, seed: int = 0, max_iter: int = 500, tol: float = 1e-10, restarts: int = 3):
-    """Rank-``rank`` CP factors ``(a, b, c)`` of ``tensor`` (NumPy float64).
+    """Rank-``rank`` CP factors ``(f_1, ..., f_N)``, ``f_t (n_t, rank)``, of ``tensor`` (any
+    order ``N >= 2``; NumPy float64).
 
     At ``rank >= exact_rank(tensor)``: the exact slice-SVD form, zero-padded. Below it: ALS from
     ``restarts`` starts drawn from ``numpy.random.default_rng(seed)`` (normal entries scaled to
@@ -150,15 +153,15 @@ def fit_cp(tensor, rank: int, seed: int = 0, max_iter: int = 500, tol: float = 1
     ``max_iter`` sweeps; the best is returned. Deterministic for a fixed seed (and BLAS).
     """
     tensor = np.asarray(tensor, dtype=np.float64)
-    if tensor.ndim != 3:
-        raise ValueError(f"need a 3-way tensor, got shape {tensor.shape}")
+    if tensor.ndim < 2:
+        raise ValueError(f"need a tensor of order >= 2, got shape {tensor.shape}")
     if rank < 1:
         raise ValueError(f"CP rank must be >= 1, got {rank}")
     exact = exact_cp(tensor)
     if rank >= exact[0].shape[1]:
         return tuple(np.pad(f, ((0, 0), (0, rank - f.shape[1]))) for f in exact)
     rng = np.random.default_rng(seed)
-    scale = np.cbrt(np.linalg.norm(tensor) / rank)
+    scale = (np.linalg.norm(tensor) / rank) ** (1.0 / tensor.ndim)
     best, best_error = None, np.inf
     for _ in range(restarts):
         start = tuple(rng.normal(size=(n, rank)) * scale / np.sqrt(n) for n in tensor.shape)
