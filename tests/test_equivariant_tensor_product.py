@@ -114,6 +114,24 @@ def test_cp_of_higher_order_tensors():
     assert cp_error(M, fit_cp(M, 2, seed=0)) == pytest.approx(np.linalg.norm(s[2:]) / np.linalg.norm(s), rel=1e-8)
 
 
+def test_cp_of_an_ace_style_invariant_coupling_is_invariant_within_the_bound():
+    """A rank-3 ACE coupling (l1 l2 -> L = l3, then to 0) in CP form, as an ACE model would use
+    it: B = sum_r prod_t (f_t[:, r] . A_t)."""
+    G = np.einsum("abM,Mc->abc", clebsch_gordan(2, 2, 2), clebsch_gordan(2, 2, 0)[:, :, 0])
+    rng = np.random.default_rng(4)
+    A = rng.normal(size=(3, 5))
+    rotations = [block_wigner_D(2, R)[4:9, 4:9] for R in Rotation.random(4, random_state=1).as_matrix()]
+    for rank in (4, exact_rank(G)):
+        factors = fit_cp(G, rank, seed=0)
+        B = lambda A: np.sum(np.prod([f.T @ a for f, a in zip(factors, A)], axis=0))  # noqa: E731
+        error = max(abs(B([D @ a for a in A]) - B(A)) for D in rotations) / np.prod(np.linalg.norm(A, axis=1))
+        assert error <= equivariance_bound(G, factors) + 1e-14
+        if rank == exact_rank(G):
+            assert error < 1e-13 and B(A) == pytest.approx(np.einsum("abc,a,b,c->", G, *A), abs=1e-13)
+        else:
+            assert error > 1e-6  # approximately invariant only
+
+
 def test_equivariance_error_decreases_with_rank_and_stays_below_the_bound():
     L = 2
     T = fused_cg_tensor(L)
