@@ -35,19 +35,18 @@ import time  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy.spatial.transform import Rotation  # noqa: E402
 
 from _common import RESULTS, machine, write_result  # noqa: E402  (puts the repo on sys.path)
 
 import mlipress  # noqa: E402,F401  (float64)
 from mlipress.equivariant import (  # noqa: E402
     block_sparse_coupling,
-    block_wigner_D,
     cg_paths,
     cp_coupling,
     cp_error,
     dense_coupling,
     equivariance_bound,
+    equivariance_error,
     exact_rank,
     fused_cg_tensor,
     sparse_coupling,
@@ -90,19 +89,6 @@ def e3nn_product(lmax):
         return out.array
 
     return product
-
-
-def equivariance_error(coupling, lmax, rotations, seed=0):
-    rng = np.random.default_rng(seed)
-    n = (lmax + 1) ** 2
-    x, y = rng.normal(size=(256, n)), rng.normal(size=(256, n))
-    norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
-    worst = 0.0
-    for R in Rotation.random(rotations, random_state=seed).as_matrix():
-        D = block_wigner_D(lmax, R)
-        diff = np.asarray(coupling(x, y)) @ D.T - np.asarray(coupling(x @ D.T, y @ D.T))
-        worst = max(worst, float(np.max(np.linalg.norm(diff, axis=1) / norms)))
-    return worst
 
 
 def slope(lmaxes, values):

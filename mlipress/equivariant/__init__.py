@@ -47,8 +47,9 @@ Tensor products (:mod:`.tensor_product`, :mod:`.cp`, :mod:`.coupling`)
     ``.flops_per_pair``. ``cp:R`` is the rank-R CP form of Lin et al., "Tensor Decomposition
     Networks" (:func:`cp_coupling`): factors fitted once by ALS (seed 0), cached on disk
     (:func:`~mlipress.equivariant.cp.cache_dir`), exact (to rounding) at ``R >= exact_rank``.
-``fit_cp(T, R, seed)``, ``exact_rank(T)``, ``cp_error``, ``equivariance_bound`` for any 3-way
-    coupling tensor (e.g. one CG path block).
+``fit_cp(T, R, seed)``, ``exact_rank(T)``, ``cp_error``, ``equivariance_bound`` for a coupling
+    tensor of any order >= 2 (a CG path block, ACE's generalised CG); ``equivariance_error``
+    measures a coupling's error under random rotations.
 """
 
 from mlipress.equivariant.clebsch_gordan import (
@@ -59,7 +60,15 @@ from mlipress.equivariant.clebsch_gordan import (
     wigner_3j,
 )
 from mlipress.equivariant.coupling import COUPLING_HELP, make_coupling, parse_coupling
-from mlipress.equivariant.cp import cp_coupling, cp_error, cp_factors, equivariance_bound, exact_rank, fit_cp
+from mlipress.equivariant.cp import (
+    cp_coupling,
+    cp_error,
+    cp_factors,
+    equivariance_bound,
+    equivariance_error,
+    exact_rank,
+    fit_cp,
+)
 from mlipress.equivariant.harmonics import (
     block_wigner_D,
     degree_slices,
@@ -105,6 +114,7 @@ __all__ = [
     "exact_rank",
     "cp_error",
     "equivariance_bound",
+    "equivariance_error",
     "cp_factors",
     "cp_coupling",
     "COUPLING_HELP",

@@ -32,6 +32,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from mlipress.equivariant.harmonics import block_wigner_D, num_harmonics
 from mlipress.equivariant.tensor_product import CPCoupling, fused_cg_tensor
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "cp_tensor",
     "cp_error",
     "equivariance_bound",
+    "equivariance_error",
     "cache_dir",
     "cp_factors",
     "cp_coupling",
@@ -76,6 +78,24 @@ def equivariance_bound(tensor, factors) -> float:
     of ``N`` features (all axes inputs, e.g. an ACE B-function) it bounds
     ``|f_R(D x_1, ..., D x_N) - f_R(x_1, ..., x_N)| / prod ||x_t||`` the same way."""
     return 2.0 * float(np.linalg.norm(np.asarray(tensor) - cp_tensor(factors)))
+
+
+def equivariance_error(coupling, lmax: int, rotations: int = 8, pairs: int = 256, seed: int = 0) -> float:
+    """Measured ``max ||D f(x, y) - f(D x, D y)|| / (||x|| ||y||)`` of a coupling of two
+    degree-``<= lmax`` features onto the same layout, over ``rotations`` random rotations and
+    ``pairs`` random Gaussian pairs (both from ``seed``); compare :func:`equivariance_bound`."""
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(seed)
+    n = num_harmonics(lmax)
+    x, y = rng.normal(size=(pairs, n)), rng.normal(size=(pairs, n))
+    norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+    worst = 0.0
+    for R in Rotation.random(rotations, random_state=seed).as_matrix():
+        D = block_wigner_D(lmax, R)
+        diff = np.asarray(coupling(x, y)) @ D.T - np.asarray(coupling(x @ D.T, y @ D.T))
+        worst = max(worst, float(np.max(np.linalg.norm(diff, axis=1) / norms)))
+    return worst
 
 
 def _slice_svd(tensor, pair, tol):
