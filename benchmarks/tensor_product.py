@@ -30,6 +30,7 @@ from _common import pin_one_core  # noqa: E402
 pin_one_core()
 
 import argparse  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 
@@ -43,12 +44,14 @@ import mlipress  # noqa: E402,F401  (float64)
 from mlipress.equivariant import (  # noqa: E402
     block_sparse_coupling,
     cg_paths,
+    clebsch_gordan,
     cp_coupling,
     cp_error,
     dense_coupling,
     equivariance_bound,
     equivariance_error,
     exact_rank,
+    fit_cp,
     fused_cg_tensor,
     sparse_coupling,
 )
@@ -174,47 +177,106 @@ def accuracy(args):
     return rows
 
 
+def ace_couplings(args):
+    """ACE's invariant couplings of 3 and 4 features of degree <= 2 (pacemaker's coupling tree
+    in the real CG of this package): sparse term count against CP cost and error. Per pair of
+    features the sparse sum costs ``v nnz`` multiplications; the CP form ``sum_r prod_t
+    (f_t[:, r] . A_t)`` costs ``R sum_t (2 l_t + 1)`` multiply-adds for the projections and
+    ``(v - 1) R`` products."""
+    couplings = []
+    for ls in itertools.combinations_with_replacement(range(3), 3):
+        if sum(ls) % 2 == 0 and abs(ls[0] - ls[1]) <= ls[2] <= ls[0] + ls[1]:
+            G = np.einsum("abM,Mc->abc", clebsch_gordan(ls[0], ls[1], ls[2]), clebsch_gordan(ls[2], ls[2], 0)[:, :, 0])
+            couplings.append((ls, (ls[2],), G))
+    for ls in ((1, 1, 1, 1), (1, 1, 2, 2), (2, 2, 2, 2)):
+        for L in range(max(abs(ls[0] - ls[1]), abs(ls[2] - ls[3])), min(ls[0] + ls[1], ls[2] + ls[3]) + 1):
+            G = np.einsum("abM,cdN,MN->abcd", clebsch_gordan(ls[0], ls[1], L), clebsch_gordan(ls[2], ls[3], L),
+                          clebsch_gordan(L, L, 0)[:, :, 0])
+            couplings.append((ls, (L, L), G))
+    rows = []
+    for ls, lint, G in couplings:
+        v, width = len(ls), sum(2 * l + 1 for l in ls)
+        nnz = int(np.count_nonzero(np.abs(G) > 1e-14))
+        full = exact_rank(G)
+        row = {"ls": ls, "lint": lint, "nnz": nnz, "sparse_mults": v * nnz, "exact_rank": full,
+               "cp_cost_at_exact_rank": full * (width + v - 1), "cp": []}
+        for rank in (2, 4, 8, 16):
+            if rank < full:
+                row["cp"].append({"rank": rank, "cost": rank * (width + v - 1),
+                                  "relative_error": cp_error(G, fit_cp(G, rank, seed=0))})
+        rows.append(row)
+        print(f"ACE coupling ls={ls} lint={lint}: nnz {nnz} ({v * nnz} mults), exact rank {full} "
+              f"({row['cp_cost_at_exact_rank']} ops), " + ", ".join(f"R={c['rank']}: {c['relative_error']:.2f}" for c in row["cp"]), flush=True)
+    return rows
+
+
+def _run_line(run) -> str:
+    m = run["machine"]
+    return (f"`python benchmarks/tensor_product.py {' '.join(run['argv'])}`; {m['cpu']}, {m['threads']} thread, "
+            f"load average {m['load_average_1min_at_start']} at start")
+
+
 def markdown(result) -> str:
-    m = result["machine"]
-    lines = [
-        "# CP tensor product vs exact CG tensor product",
-        "",
-        f"`python benchmarks/tensor_product.py {' '.join(result['argv'])}`; {m['cpu']}, {m['threads']} thread, "
-        f"load average {m['load_average_1min_at_start']} at start (shared machine: absolute times are inflated, "
-        "ratios within the run are comparable). Times: process CPU time, best of "
-        f"{result['settings']['repeat']}, {result['settings']['pairs']} pairs.",
-        "",
-        "## Time per pair (ns) and flops per pair",
-        "",
-    ]
-    names = list(result["timings"][0]["methods"])
-    lines.append("| L | n | paths | nnz | " + " | ".join(names) + " |")
-    lines.append("|---" * (4 + len(names)) + "|")
-    for row in result["timings"]:
-        cells = []
-        for name in names:
-            e = row["methods"][name]
-            cells.append(f"{e['ns_per_pair']:.0f}" + (f" ({e['flops_per_pair']})" if "flops_per_pair" in e else ""))
-        lines.append(f"| {row['lmax']} | {row['n']} | {row['paths']} | {row['nnz']} | " + " | ".join(cells) + " |")
-    lines += ["", "Fitted exponents p in cost ~ (L+1)^p over L >= 2:", "", "| method | time | flops |", "|---|---|---|"]
-    for name, e in result["exponents"].items():
-        fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-        lines.append(f"| {name} | {fmt(e['time'])} | {fmt(e['flops'])} |")
-    lines += [
-        "",
-        "## CP approximation and equivariance error against rank",
-        "",
-        "| L | R | R / n | rel. Frobenius error | equivariance error | bound 2 min_t ||(T - T_R)_(t)||_2 | bound 2 ||T - T_R||_F | CP flops / dense flops |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in result["accuracy"]:
-        lines.append(
-            f"| {r['lmax']} | {r['rank']}{' (exact)' if r['rank'] == r['exact_rank'] else ''} | {r['rank_over_n']:.2f} | "
-            f"{r['relative_error']:.2e} | {r['equivariance_error']:.2e} | {r['equivariance_bound']:.2e} | "
-            f"{r['equivariance_bound_frobenius']:.2e} | "
-            f"{r['flops_per_pair'] / r['dense_flops_per_pair']:.3f} |"
-        )
-    return "\n".join(lines) + "\n"
+    lines = ["# CP tensor product vs exact CG tensor product", ""]
+    if "timings" in result:
+        run = result["runs"]["timings"]
+        lines += [
+            "## Time per pair (ns) and flops per pair",
+            "",
+            _run_line(run) + " (a shared, loaded machine: absolute times are inflated, ratios within the run "
+            f"are comparable). Process CPU time, best of {run['settings']['repeat']}, {run['settings']['pairs']} "
+            "random pairs. n = (L+1)^2; cp:kn is rank k n.",
+            "",
+        ]
+        names = list(result["timings"][0]["methods"])
+        lines.append("| L | n | paths | nnz | " + " | ".join(names) + " |")
+        lines.append("|---" * (4 + len(names)) + "|")
+        for row in result["timings"]:
+            cells = []
+            for name in names:
+                e = row["methods"][name]
+                cells.append(f"{e['ns_per_pair']:.0f}" + (f" ({e['flops_per_pair']})" if "flops_per_pair" in e else ""))
+            lines.append(f"| {row['lmax']} | {row['n']} | {row['paths']} | {row['nnz']} | " + " | ".join(cells) + " |")
+        lines += ["", "Fitted exponents p in cost ~ (L+1)^p over L >= 2:", "", "| method | time | flops |", "|---|---|---|"]
+        for name, e in result["exponents"].items():
+            fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+            lines.append(f"| {name} | {fmt(e['time'])} | {fmt(e['flops'])} |")
+        lines.append("")
+    if "accuracy" in result:
+        lines += [
+            "## CP approximation and equivariance error against rank",
+            "",
+            _run_line(result["runs"]["accuracy"]) + ". Factors: ALS, seed 0, best of 3 starts; at the exact "
+            "rank the slice-SVD form. Equivariance error: max over 8 random rotations and 256 random pairs of "
+            "||D f(x, y) - f(D x, D y)|| / (||x|| ||y||).",
+            "",
+            "| L | R | R / n | rel. Frobenius error | equivariance error | bound 2 min_t ||(T - T_R)_(t)||_2 "
+            "| bound 2 ||T - T_R||_F | CP flops / dense flops |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in result["accuracy"]:
+            lines.append(
+                f"| {r['lmax']} | {r['rank']}{' (exact)' if r['rank'] == r['exact_rank'] else ''} | {r['rank_over_n']:.2f} | "
+                f"{r['relative_error']:.2e} | {r['equivariance_error']:.2e} | {r['equivariance_bound']:.2e} | "
+                f"{r['equivariance_bound_frobenius']:.2e} | {r['flops_per_pair'] / r['dense_flops_per_pair']:.3f} |"
+            )
+        lines.append("")
+    if "ace_couplings" in result:
+        lines += [
+            "## ACE's invariant couplings (degrees <= 2) in CP form",
+            "",
+            "Per B-function evaluation: the sparse term sum costs v nnz multiplications; the CP form costs "
+            "R (sum_t (2 l_t + 1) + v - 1) operations.",
+            "",
+            "| ls | lint | nnz | sparse mults | exact rank | CP ops at exact rank | CP rel. error (ops) at R = 2, 4, 8, 16 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in result["ace_couplings"]:
+            cp = ", ".join(f"R={c['rank']}: {c['relative_error']:.2f} ({c['cost']})" for c in r["cp"])
+            lines.append(f"| {tuple(r['ls'])} | {tuple(r['lint'])} | {r['nnz']} | {r['sparse_mults']} | {r['exact_rank']} | "
+                         f"{r['cp_cost_at_exact_rank']} | {cp} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -228,8 +290,8 @@ def main(argv=None):
     parser.add_argument("--rotations", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="L <= 3, 10^4 pairs: a smoke run")
     parser.add_argument("--name", default="tensor_product")
-    parser.add_argument("--part", choices=["all", "accuracy", "timings"], default="all",
-                        help="rerun one part, keeping the other from the existing results JSON")
+    parser.add_argument("--part", choices=["all", "accuracy", "ace_couplings", "timings"], default="all",
+                        help="rerun one part, keeping the others from the existing results JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.lmax, args.pairs, args.repeat = [l for l in args.lmax if l <= 3], 10_000, 1
@@ -237,18 +299,18 @@ def main(argv=None):
         parser.error(f"--pairs ({args.pairs}) must be a multiple of --chunk ({args.chunk})")
     import sys
 
-    result = {"machine": machine(threads=1), "argv": sys.argv[1:], "settings": vars(args)}
     previous = RESULTS / f"{args.name}.json"
-    if args.part != "all":
-        kept = json.loads(previous.read_text())
-        keys = ["timings", "exponents", "machine_timings"] if args.part == "accuracy" else ["accuracy", "machine_accuracy"]
-        result.update({k: kept[k] for k in keys if k in kept})
-        result.setdefault("machine_timings" if args.part == "accuracy" else "machine_accuracy", kept["machine"])
-    if args.part in ("all", "accuracy"):
-        result["accuracy"] = accuracy(args)
-    if args.part in ("all", "timings"):
-        result["timings"], result["exponents"] = timings(args)
-        print(result["exponents"])
+    result = json.loads(previous.read_text()) if args.part != "all" and previous.exists() else {"runs": {}}
+    parts = ["accuracy", "ace_couplings", "timings"] if args.part == "all" else [args.part]
+    for part in parts:
+        result["runs"][part] = {"machine": machine(threads=1), "argv": sys.argv[1:], "settings": vars(args)}
+        if part == "accuracy":
+            result["accuracy"] = accuracy(args)
+        elif part == "ace_couplings":
+            result["ace_couplings"] = ace_couplings(args)
+        else:
+            result["timings"], result["exponents"] = timings(args)
+            print(result["exponents"])
     write_result(f"{args.name}.json", result)
     (RESULTS / f"{args.name}.md").write_text(markdown(result))
     print(f"wrote {RESULTS / (args.name + '.json')} and .md")
