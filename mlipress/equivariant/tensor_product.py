@@ -240,19 +240,21 @@ class CPCoupling:
         return np.einsum("ir,jr,kr->ijk", np.asarray(self.a), np.asarray(self.b), np.asarray(self.c))
 
 
-def dense_coupling(tensor) -> DenseCoupling:
-    """:class:`DenseCoupling` of a 3-way tensor (e.g. :func:`fused_cg_tensor`)."""
+def _three_way(tensor) -> np.ndarray:
     tensor = np.asarray(tensor, dtype=np.float64)
     if tensor.ndim != 3:
         raise ValueError(f"need a 3-way tensor, got shape {tensor.shape}")
-    return DenseCoupling(jnp.asarray(tensor))
+    return tensor
+
+
+def dense_coupling(tensor) -> DenseCoupling:
+    """:class:`DenseCoupling` of a 3-way tensor (e.g. :func:`fused_cg_tensor`)."""
+    return DenseCoupling(jnp.asarray(_three_way(tensor)))
 
 
 def sparse_coupling(tensor, tol: float = 0.0) -> SparseCoupling:
     """:class:`SparseCoupling` of the entries of ``tensor`` with ``|value| > tol``."""
-    tensor = np.asarray(tensor, dtype=np.float64)
-    if tensor.ndim != 3:
-        raise ValueError(f"need a 3-way tensor, got shape {tensor.shape}")
+    tensor = _three_way(tensor)
     rows, cols, outs = np.nonzero(np.abs(tensor) > tol)
     return SparseCoupling(
         jnp.asarray(rows), jnp.asarray(cols), jnp.asarray(outs), jnp.asarray(tensor[rows, cols, outs]), tuple(tensor.shape)
@@ -269,9 +271,7 @@ def _degree_blocks(size: int, axis: str) -> list[tuple[int, int]]:
 def block_sparse_coupling(tensor) -> BlockSparseCoupling:
     """:class:`BlockSparseCoupling` of a tensor whose axes are degree-ordered features (lengths
     ``(L+1)^2``), e.g. :func:`fused_cg_tensor`: one block per nonzero ``(l1, l2)`` pair."""
-    tensor = np.asarray(tensor, dtype=np.float64)
-    if tensor.ndim != 3:
-        raise ValueError(f"need a 3-way tensor, got shape {tensor.shape}")
+    tensor = _three_way(tensor)
     blocks, layout = [], []
     for r0, r1 in _degree_blocks(tensor.shape[0], "0"):
         for c0, c1 in _degree_blocks(tensor.shape[1], "1"):
