@@ -212,7 +212,8 @@ def ace_couplings(args):
 
 def _run_line(run) -> str:
     m = run["machine"]
-    return (f"`python benchmarks/tensor_product.py {' '.join(run['argv'])}`; {m['cpu']}, {m['threads']} thread, "
+    command = " ".join(["python benchmarks/tensor_product.py"] + run["argv"])
+    return (f"`{command}`; {m['cpu']}, {m['threads']} thread, "
             f"load average {m['load_average_1min_at_start']} at start")
 
 
