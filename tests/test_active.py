@@ -181,3 +181,39 @@ def test_linear_grades_and_compressed_factors():
     a_mf = build_active_set(mtp, mf, train)
     assert a_mf.size == mf.radial.U.size + mf.radial.V.size + 3 + p.moment.shape[0]
     assert max(x[0] for x in grade(mtp, mf, a_mf, train)) <= 1.0000001
+
+
+def test_grade_and_select_commands(shared_data, tmp_path, capsys):
+    """``mlipress grade`` writes MLIP-2's MV_grade lines (to its printed digits), saves the
+    active set next to the potential and reuses it; ``mlipress select`` writes the 19."""
+    import shutil
+
+    from mlipress.active.state import active_set_path
+    from mlipress.cli import main
+
+    root = shared_data / "mlip-reference"
+    pot = tmp_path / "pot.mtp"
+    shutil.copy(root / "cubic" / "10" / "pot.mtp", pot)
+    train, cands = root / "cubic" / "first50.cfg", shared_data.joinpath(*AL) / "candidates20.cfg"
+    out = tmp_path / "graded.cfg"
+    assert main(["grade", str(pot), str(train), str(cands), str(out)]) == 0
+    assert "built and saved" in capsys.readouterr().out and active_set_path(pot).exists()
+    _, ref = _mlip_grades(shared_data.joinpath(*AL) / "grade_cubic10.cfg")
+    _, ours = _mlip_grades(out)
+    _assert_mlip_close(ours, ref, 1e-6)
+    xyz = tmp_path / "graded.xyz"
+    assert main(["grade", str(pot), str(train), str(cands), str(xyz), "--species", "Cu"]) == 0
+    assert "reused" in capsys.readouterr().out
+    import ase.io
+
+    frames = ase.io.read(xyz, index=":")
+    np.testing.assert_allclose([a.info["MV_grade"] for a in frames], ours, rtol=1e-6)
+    sel = tmp_path / "selected.cfg"
+    assert main(["select", str(pot), str(train), str(cands), "-o", str(sel)]) == 0
+    assert "selected 19 of 20" in capsys.readouterr().out
+    assert len(read_cfg(sel)) == 19
+    # a potential with other coefficients invalidates the saved set
+    text = pot.read_text().replace("species_coeffs = {1.9", "species_coeffs = {2.9")
+    pot.write_text(text)
+    assert main(["grade", str(pot), str(train), str(cands), str(out)]) == 0
+    assert "built and saved" in capsys.readouterr().out
