@@ -217,3 +217,42 @@ def test_grade_and_select_commands(shared_data, tmp_path, capsys):
     pot.write_text(text)
     assert main(["grade", str(pot), str(train), str(cands), str(out)]) == 0
     assert "built and saved" in capsys.readouterr().out
+
+
+def test_calculator_grades_on_the_fly(cubic10, shared_data, tmp_path, capsys):
+    """``MTPCalculator(grade=True)`` gives the same grade as :func:`grade`; ``mlipress md``
+    saves the configurations above the threshold and stops above the break threshold."""
+    from mlipress.calculator import MTPCalculator
+    from mlipress.cli import main
+    from mlipress.io import to_atoms
+
+    mtp, params, train, active = cubic10
+    cands = read_cfg(shared_data.joinpath(*AL) / "candidates20.cfg").configurations
+    calc = MTPCalculator(mtp, grade=True, active_set=active)
+    nbh_calc = MTPCalculator(mtp, grade=True, train=train[:10], grade_settings=GradeSettings(mode="nbh"))
+    for c in (train[3], cands[0], cands[3]):
+        atoms = to_atoms(c, ("Cu",))
+        atoms.calc = calc
+        atoms.get_potential_energy()
+        assert abs(calc.results["grade"] - grade(mtp, params, active, [c])[0][0]) <= 1e-9 * calc.results["grade"]
+        atoms.calc = nbh_calc
+        atoms.get_forces()
+        assert nbh_calc.results["grades"].shape == (c.natoms,)
+        assert nbh_calc.results["grade"] == nbh_calc.results["grades"].max()
+    with pytest.raises(ValueError, match="training set"):
+        MTPCalculator(mtp, grade=True)
+
+    structure = tmp_path / "start.xyz"
+    to_atoms(cands[0], ("Cu",)).write(structure)
+    pot = tmp_path / "pot.mtp"
+    mtp.write(pot)
+    saved = tmp_path / "extrapolative.cfg"
+    args = ["md", str(structure), str(pot), "--species", "Cu", "--ensemble", "nvt", "--temperature", "1500",
+            "--steps", "40", "--timestep", "2", "--train", str(shared_data / "mlip-reference" / "cubic" / "first50.cfg"),
+            "--grade-threshold", "2", "--grade-break", "30", "--save-extrapolative", str(saved), "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    got = read_cfg(saved).configurations
+    values = [float(dict(c.features)["MV_grade"]) for c in got]
+    assert got and min(values) > 2.0
+    assert ("stopped: grade" in out) == (max(values) > 30.0)

@@ -42,7 +42,7 @@ from mlipress.batch import chunk_batches
 from mlipress.data import Configuration
 from mlipress.models.base import StructureKey
 
-__all__ = ["GradeSettings", "energy_rows", "build_active_set", "grade", "select", "parameter_names"]
+__all__ = ["GradeSettings", "rows_fn", "energy_rows", "build_active_set", "grade", "select", "parameter_names"]
 
 MODES = ("cfg", "nbh")
 WRT = ("all", "linear")
@@ -86,13 +86,18 @@ def _rows_fn(key: StructureKey, names: tuple[str, ...], output: str):
     return jax.jit(rows)
 
 
+def rows_fn(model, params, settings: GradeSettings = GradeSettings()):
+    """``rows(params, batch)``: the jitted raw derivative rows of a padded batch, (C, P)
+    energies (``cfg``; not yet divided by the atom counts) or (A, P) site energies (``nbh``)."""
+    names = parameter_names(params, settings.wrt)
+    return _rows_fn(StructureKey(model), names, "energy" if settings.mode == "cfg" else "energies")
+
+
 def energy_rows(model, params, configs: Sequence[Configuration], mode: str = "cfg", wrt: str = "all",
                 max_atoms: int = 256) -> list[np.ndarray]:
     """The MaxVol rows of each configuration: a list of (1, P) (``cfg``) or (n_atoms, P)
     (``nbh``) arrays (module docstring)."""
-    settings = GradeSettings(mode, wrt)
-    names = parameter_names(params, settings.wrt)
-    fn = _rows_fn(StructureKey(model), names, "energy" if mode == "cfg" else "energies")
+    fn = rows_fn(model, params, GradeSettings(mode, wrt))
     configs = list(configs)
     out: list[np.ndarray | None] = [None] * len(configs)
     for chunk, batch in chunk_batches(configs, model.cutoff, max_atoms):

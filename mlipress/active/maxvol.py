@@ -23,6 +23,7 @@ recomputes from an LU factorisation of A, so grades do not inherit the drift of 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,11 @@ class ActiveSet:
         """log |det rows|."""
         return float(np.linalg.slogdet(self.rows)[1])
 
+    @functools.cached_property
+    def lu(self):
+        """LU factors of ``rows^T`` (the solves of :func:`coefficients`), computed once."""
+        return scipy.linalg.lu_factor(self.rows.T, check_finite=False)
+
     def placeholders(self) -> int:
         """Rows still holding the start's placeholder."""
         return int(np.count_nonzero(self.sources < 0))
@@ -92,8 +98,7 @@ def coefficients(active: ActiveSet, B) -> np.ndarray:
     B = np.atleast_2d(np.asarray(B, dtype=np.float64))
     if B.shape[0] == 0:
         return np.zeros((0, active.size))
-    lu = scipy.linalg.lu_factor(active.rows.T, check_finite=False)
-    return scipy.linalg.lu_solve(lu, B.T, check_finite=False).T
+    return scipy.linalg.lu_solve(active.lu, B.T, check_finite=False).T
 
 
 def grades(active: ActiveSet, B) -> np.ndarray:

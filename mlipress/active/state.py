@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -103,7 +104,10 @@ def active_set_for(potential_path, model, params, train: Sequence[Configuration]
     if active is not None:
         return active, True
     active = build_active_set(model, params, train, settings)
-    save_active_set(path, active, settings, psha, tsha)
+    try:
+        save_active_set(path, active, settings, psha, tsha)
+    except OSError as exc:  # a read-only potential directory: grade anyway, recompute next time
+        warnings.warn(f"active set not saved to {path}: {exc}", stacklevel=2)
     return active, False
 
 
