@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ase.build import bulk
 
 from mlipress.active import (ActiveSet, GradeSettings, build_active_set, grade, grades, maxvol, mlip_start,
                              qr_start, select)
-from mlipress.io import from_atoms
 from mlipress.io.cfg import read_cfg
 from mlipress.io.mtp import read_mtp
 
@@ -177,6 +175,13 @@ def test_linear_grades_and_compressed_factors():
     a_lin = build_active_set(mtp, p, train, lin)
     assert a_lin.size == 3 + p.moment.shape[0]
     assert max(x[0] for x in grade(mtp, p, a_lin, train, lin)) <= 1.0000001
+    # the linear rows are the contract's features_fn energy columns / N
+    from mlipress.active import energy_rows
+    from mlipress.batch import build_batch
+
+    feats = np.asarray(mtp.features_fn()(p, build_batch(train[:3], mtp.cutoff))[0])
+    rows = np.concatenate(energy_rows(mtp, p, train[:3], wrt="linear"))
+    np.testing.assert_allclose(rows * np.array([[c.natoms] for c in train[:3]]), feats, rtol=1e-10, atol=1e-12)
     mf = p.replace(radial=MatrixFactorized.from_dense(p.radial.dense(), rank=2))
     a_mf = build_active_set(mtp, mf, train)
     assert a_mf.size == mf.radial.U.size + mf.radial.V.size + 3 + p.moment.shape[0]

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
@@ -121,15 +120,11 @@ def _stack(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def build_active_set(model, params, train: Sequence[Configuration], settings: GradeSettings = GradeSettings()) -> ActiveSet:
     """MaxVol over the training rows from MLIP-2's start; sources are training indices."""
+    width = ravel_pytree(tuple(getattr(params, n) for n in parameter_names(params, settings.wrt)))[0].shape[0]
     rows, labels = _stack(energy_rows(model, params, train, settings.mode, settings.wrt))
-    width = rows.shape[1] if rows.size else len(_flat(params, settings.wrt))
     active, _ = maxvol(mlip_start(width, settings.init_threshold), rows.reshape(-1, width), labels,
                        settings.swap_threshold)
     return active
-
-
-def _flat(params, wrt):
-    return ravel_pytree(tuple(getattr(params, n) for n in parameter_names(params, wrt)))[0]
 
 
 def grade(model, params, active: ActiveSet, configs: Sequence[Configuration],
@@ -149,14 +144,17 @@ def select(model, params, active: ActiveSet, candidates: Sequence[Configuration]
     the rest enter MaxVol together (MLIP-2's ``select-add``): the selected ones are those with
     a row in the final active set, each once, in input order. With ``max_count``, the
     selection is greedy instead: the candidate of largest grade is swapped in, the others are
-    graded again, up to ``max_count`` times. Sources of the new set are candidate indices
-    offset by ``len(candidates)``-independent labels: training rows keep their sources,
-    candidate k's rows get ``-2 - k``.
+    graded again, up to ``max_count`` times. In the new set, rows of candidate k have source
+    ``-2 - k`` (training rows keep theirs, placeholders -1). ``grades``: each candidate's
+    grade against ``active``.
     """
     rows = energy_rows(model, params, candidates, settings.mode, settings.wrt)
     g = np.array([grades(active, r).max(initial=0.0) for r in rows])
     keep = [k for k in range(len(rows)) if g[k] > threshold]
-    tag = lambda k: -2 - k  # noqa: E731  candidate labels, disjoint from training sources
+
+    def tag(k):  # candidate labels, disjoint from training sources and placeholders
+        return -2 - k
+
     if max_count is None:
         B = np.concatenate([rows[k] for k in keep]) if keep else np.zeros((0, active.size))
         labels = np.concatenate([np.full(len(rows[k]), tag(k)) for k in keep]) if keep else np.zeros(0, int)
