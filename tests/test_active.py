@@ -213,6 +213,12 @@ def test_grade_and_select_commands(shared_data, tmp_path, capsys):
 
     frames = ase.io.read(xyz, index=":")
     np.testing.assert_allclose([a.info["MV_grade"] for a in frames], ours, rtol=1e-6)
+    nbh_xyz = tmp_path / "graded_nbh.xyz"
+    assert main(["grade", str(pot), str(train), str(cands), str(nbh_xyz), "--species", "Cu", "--mode", "nbh"]) == 0
+    frames = ase.io.read(nbh_xyz, index=":")
+    assert all(a.arrays["nbh_grades"].shape == (32,) for a in frames)
+    assert all(np.isclose(a.info["MV_grade"], a.arrays["nbh_grades"].max()) for a in frames)
+    assert max(a.info["MV_grade"] for a in frames) > 2.0  # the strained candidates
     sel = tmp_path / "selected.cfg"
     assert main(["select", str(pot), str(train), str(cands), "-o", str(sel)]) == 0
     assert "selected 19 of 20" in capsys.readouterr().out

@@ -101,5 +101,15 @@ def test_learn_settings_file_errors(tmp_path):
     path.write_text('workdir = "w"\n')
     with pytest.raises(ValueError, match="missing key"):
         load_settings(path)
+    from mlipress.data import Dataset
+    from mlipress.io.cfg import write_cfg
+
+    write_cfg(Dataset(tuple(_initial(2)), ("Cu",)), tmp_path / "t.cfg")
+    _start()[0].write(tmp_path / "s.xyz")
+    path.write_text('workdir = "w"\ntrain = "t.cfg"\nstructures = "s.xyz"\ncalculator = "ase.calculators.emt:EMT"\n'
+                    '[learn]\nspecies = ["Cu"]\nlevel = 6\ntemperatures = [300, 600]\n')
+    kw = load_settings(path)
+    assert kw["workdir"] == tmp_path / "w" and kw["calculator"] is EMT and len(kw["train"]) == 2
+    assert kw["settings"].temperatures == (300.0, 600.0) and len(kw["structures"][0]) == 32
     with pytest.raises(ValueError, match="grade_break"):
         LearnSettings(species=("Cu",), grade_threshold=3.0, grade_break=2.0)
