@@ -49,6 +49,7 @@ def parse_args(argv=None):
     p.add_argument("--test", type=int, default=30, help="test configurations (EMT example set)")
     p.add_argument("--workdir", default="/tmp/mlipress_active_learning_bench")
     p.add_argument("--name", default="active_learning")
+    p.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json and exit")
     return p.parse_args(argv)
 
 
@@ -120,8 +121,8 @@ def summary(runs: list[dict]) -> dict:
 def markdown(result: dict) -> str:
     lines = ["# Active learning of base and compressed MTPs (EMT Cu-Ag-Au)", "",
              f"Settings: {json.dumps(result['settings'])}", "",
-             f"Machine: {result['machine'].get('cpu', '?')}, 1 thread, load {result['machine'].get('load_average', '?')}", "",
-             "| radial | converged | training set at convergence | iterations | grade columns | test E RMSE (meV/atom) | test F RMSE (eV/A, per component) | wall (s) |",
+             f"Machine: {result['machine'].get('cpu', '?')}, 1 thread, 1-min load average at start {result['machine'].get('load_average_1min_at_start', '?'):.1f} (shared machine)", "",
+             "| radial | converged | final training set | iterations | grade columns | test E RMSE (meV/atom) | test F RMSE (eV/A, per component) | wall (s) |",
              "|---|---|---|---|---|---|---|---|"]
 
     def fmt(row, key, digits=1):
@@ -140,13 +141,20 @@ def markdown(result: dict) -> str:
                       f"configuration grade ({o['cfg_ratio']:.2f}x), {o['nbh_ms_per_step']:.2f} with the "
                       f"neighbourhood grades ({o['nbh_ratio']:.2f}x)."]
     lines += ["", "Mean +- standard deviation over seeds (std of a sample). Training-set sizes include the "
-                  f"{result['settings']['initial']} initial configurations."]
+                  f"{result['settings']['initial']} initial configurations; for runs that did not converge within "
+                  f"{result['settings']['max_iterations']} iterations the final size is a lower bound of the size at "
+                  "convergence. Test errors: the final potential on an independent EMT example set. Wall times "
+                  "include JIT compilation, paid mostly by the first run of the process (seed 0)."]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
     pin_one_core()
     args = parse_args(argv)
+    if args.markdown_only:
+        result = json.loads((RESULTS / f"{args.name}.json").read_text())
+        (RESULTS / f"{args.name}.md").write_text(markdown(result))
+        return
     from ase.calculators.emt import EMT
 
     from mlipress.active.grade import parameter_names
