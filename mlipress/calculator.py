@@ -50,10 +50,18 @@ def load_potential(potential, params=None) -> tuple[MTP, object]:
 class MTPCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, potential, species=None, params=None, skin: float = 0.0, **kwargs):
+    def __init__(self, potential, species=None, params=None, skin: float = 0.0, grade: bool = False,
+                 train=None, active_set=None, grade_settings=None, **kwargs):
         """``potential``: path to an ``.mtp`` file or an :class:`MTP`; ``params`` optionally
         overrides its coefficients (e.g. a factored radial part, see :mod:`mlipress.models.layers`);
-        ``skin`` (A): Verlet skin of the neighbour list (0: a fresh search every call)."""
+        ``skin`` (A): Verlet skin of the neighbour list (0: a fresh search every call).
+
+        ``grade=True`` adds the MaxVol extrapolation grade to every result: ``results["grade"]``
+        (the configuration's; in ``nbh`` mode the maximum over atoms) and, in ``nbh`` mode,
+        ``results["grades"]`` per atom. The active set is ``active_set``, else built from the
+        configurations ``train`` (and kept next to a potential path); ``grade_settings`` a
+        :class:`mlipress.active.GradeSettings` (default: MLIP-2's configuration-wise grade).
+        See :mod:`mlipress.active.otf`."""
         super().__init__(**kwargs)
         self.mtp, self.params = load_potential(potential, params)
         self.species = parse_species(species)
@@ -61,6 +69,11 @@ class MTPCalculator(Calculator):
             raise ValueError(f"species {self.species} has {len(self.species)} entries, the potential {self.mtp.n_species}")
         self.efs = jitted_efs(self.mtp)
         self.neighbors = SkinNeighborList(self.mtp.cutoff, skin)
+        self.grader = None
+        if grade:
+            from mlipress.active.otf import Grader
+
+            self.grader = Grader.for_potential(potential, self.mtp, self.params, active_set, train, grade_settings)
 
     @property
     def skin(self) -> float:
@@ -89,8 +102,13 @@ class MTPCalculator(Calculator):
 
     def evaluate(self, config: Configuration) -> dict:
         """Host arrays of the evaluator (``energy`` (1,), ``energies``, ``forces``, ``virial``
-        (1, 3, 3); padded rows included) for ``config``, through the neighbour list."""
-        return jax.device_get(self.efs(self.params, self.neighbors.batch(config)))
+        (1, 3, 3); padded rows included) for ``config``, through the neighbour list; with
+        grading on, also ``grades`` ((1,) or per atom)."""
+        batch = self.neighbors.batch(config)
+        res = dict(jax.device_get(self.efs(self.params, batch)))
+        if self.grader is not None:
+            res["grades"] = self.grader(batch, config.natoms)
+        return res
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -104,6 +122,10 @@ class MTPCalculator(Calculator):
             "energies": np.asarray(res["energies"][:n]),
             "forces": np.asarray(res["forces"][:n]),
         }
+        if self.grader is not None:
+            self.results["grade"] = float(res["grades"].max())
+            if self.grader.settings.mode == "nbh":
+                self.results["grades"] = res["grades"]
         if atoms.pbc.all():
             sigma = -np.asarray(res["virial"][0]) / atoms.get_volume()
             self.results["stress"] = sigma[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]

@@ -4,7 +4,7 @@
 
 Contract of this room: one module per command (:mod:`.init`, :mod:`.evaluate`,
 :mod:`.errors`, :mod:`.demo`, :mod:`.train`, :mod:`.compress`, :mod:`.sweep`, :mod:`.md`,
-:mod:`.relax`), each with ``register(subparsers)`` and ``run(args) -> exit status``; the
+:mod:`.relax`, :mod:`.grade` (``grade`` and ``select``), :mod:`.learn`), each with ``register(subparsers)`` and ``run(args) -> exit status``; the
 options and input reading they share are in :mod:`.common`. This package is the top of the
 dependency order: it imports the library (lazily, so ``--help`` stays fast), nothing in the
 library imports it. :func:`main` turns the library's ``ValueError`` / ``FileFormatError`` /
@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mlipress.cli import compress, demo, errors, evaluate, init, md, relax, sweep, train
+from mlipress.cli import compress, demo, errors, evaluate, grade, init, learn, md, relax, sweep, train
 
 #: The commands in the order ``mlipress --help`` lists them.
-COMMANDS = (init, evaluate, errors, demo, train, compress, sweep, md, relax)
+COMMANDS = (init, evaluate, errors, demo, train, compress, sweep, md, relax, grade, learn)
 
 
 def build_parser() -> argparse.ArgumentParser:

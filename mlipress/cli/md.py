@@ -25,6 +25,12 @@ def register(sub) -> None:
     p.add_argument("--pdamp", type=float, default=1000.0, help="barostat time constant, fs")
     p.add_argument("--npt-method", choices=("langevin", "mtk"), default="langevin",
                    help="LangevinBAOAB barostat (default) or IsotropicMTKNPT")
+    g = p.add_argument_group("extrapolation control (MaxVol grade on the fly, docs/active_learning.md)")
+    g.add_argument("--train", default=None, help="training set of the potential: turns grading on")
+    g.add_argument("--grade-mode", choices=("cfg", "nbh"), default="cfg")
+    g.add_argument("--grade-threshold", type=float, default=2.0, help="save configurations graded above (default 2)")
+    g.add_argument("--grade-break", type=float, default=10.0, help="stop the run above this grade (default 10)")
+    g.add_argument("--save-extrapolative", default=None, help="file (.cfg/.xyz) for the configurations above --grade-threshold")
     p.set_defaults(func=run)
 
 
@@ -41,10 +47,19 @@ def run(args) -> int:
         tdamp_fs=args.tdamp, pdamp_fs=args.pdamp, npt_method=args.npt_method,
     )
     atoms, calc = load_structure(args)
-    result = run_md(atoms, calc, trajectory=args.trajectory, log_csv=args.log, progress=not args.quiet, settings=settings)
+    monitor = None
+    if args.train or args.save_extrapolative:
+        monitor = _monitor(args, calc)
+    result = run_md(atoms, calc, trajectory=args.trajectory, log_csv=args.log, progress=not args.quiet, settings=settings,
+                    observers=(monitor,) if monitor else ())
     log = result.log
     half = slice(len(log["step"]) // 2, None)
-    print(f"{len(atoms)} atoms, {args.steps} steps of {args.timestep} fs ({args.ensemble}): {result.steps_per_second:.1f} steps/s, "
+    if monitor:
+        n = monitor.write()
+        print(f"max grade {monitor.max_grade:.4g}; {len(monitor.saved)} configurations above {args.grade_threshold:g}"
+              + (f" -> {args.save_extrapolative}" if n else "")
+              + (f"; stopped: {result.stopped}" if result.stopped else ""))
+    print(f"{len(atoms)} atoms, {result.steps} steps of {args.timestep} fs ({args.ensemble}): {result.steps_per_second:.1f} steps/s, "
           f"{calc.rebuilds} neighbour searches")
     for key, unit in (("temperature_K", "K"), ("pressure_GPa", "GPa"), ("density_g_cm3", "g/cm3"), ("etot_eV", "eV")):
         values = log[key][half]
@@ -56,3 +71,17 @@ def run(args) -> int:
     if args.log:
         print(f"log: {args.log}")
     return 0
+
+
+def _monitor(args, calc):
+    """Grading on ``calc`` against ``--train`` and the observer that saves and stops."""
+    from mlipress.active import GradeSettings
+    from mlipress.active.otf import ExtrapolationMonitor, Grader
+    from mlipress.cli.common import read_data
+
+    if not args.train:
+        raise ValueError("--save-extrapolative needs --train (the potential's training set)")
+    train = read_data(args.train, args.species, calc.mtp)
+    calc.grader = Grader.for_potential(args.potential, calc.mtp, calc.params, train=train,
+                                       settings=GradeSettings(mode=args.grade_mode))
+    return ExtrapolationMonitor(args.grade_threshold, args.grade_break, args.save_extrapolative, calc.species)

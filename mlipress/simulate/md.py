@@ -33,6 +33,11 @@ AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
 LOG_COLUMNS = ("step", "time_ps", "epot_eV", "ekin_eV", "etot_eV", "temperature_K", "volume_A3", "density_g_cm3", "pressure_GPa")
 
 
+class StopMD(Exception):
+    """Raised by an observer of :func:`run_md` to end the run early (e.g. an extrapolation
+    grade above the break threshold); the run returns normally with ``stopped`` set."""
+
+
 class SkinMTPCalculator(MTPCalculator):
     """:class:`MTPCalculator` with a Verlet skin of ``skin`` A (0.5 by default; 0 searches
     every call): the same calculator, only the default of ``skin`` differs (see
@@ -87,6 +92,8 @@ class MDResult:
     log: dict = field(repr=False)
     wall_s: float
     steps_per_second: float
+    steps: int = 0
+    stopped: str = ""
 
 
 def density_g_cm3(atoms) -> float:
@@ -165,6 +172,7 @@ def run_md(
     seed: int = 0,
     progress: bool = True,
     settings: MDSettings | None = None,
+    observers=(),
 ) -> MDResult:
     """Run ``steps`` steps of MD on ``atoms`` (modified in place) with ``calc``.
 
@@ -174,7 +182,9 @@ def run_md(
     Maxwell-Boltzmann velocities (seeded by ``seed``, zero total momentum) when the atoms
     have none; ``pressure`` in GPa. Every ``interval`` steps (and at step 0) a frame goes to
     the extxyz ``trajectory`` and a row to the CSV ``log_csv`` (columns :data:`LOG_COLUMNS`);
-    ``progress`` prints steps/s and the ETA to stderr.
+    ``progress`` prints steps/s and the ETA to stderr. ``observers``: callables
+    ``f(atoms, step)`` run after every step (and at step 0); one raising :class:`StopMD` ends
+    the run there (``MDResult.stopped`` holds its message, ``steps`` the steps done).
     """
     if settings is None:
         settings = MDSettings(
@@ -226,9 +236,15 @@ def run_md(
             )
 
     dyn.attach(observe, interval=s.interval)
+    for f in observers:
+        dyn.attach(lambda f=f: f(atoms, dyn.nsteps), interval=1)
+    stopped = ""
     try:
-        dyn.run(s.steps)
-        if s.steps % s.interval:
+        try:
+            dyn.run(s.steps)
+        except StopMD as exc:
+            stopped = str(exc)
+        if dyn.nsteps % s.interval:
             observe()  # the final state always ends the log
     finally:
         for f in (traj_file, log_file):
@@ -236,7 +252,9 @@ def run_md(
                 f.close()
     wall = time.perf_counter() - start
     log = {k: np.array([r[k] for r in rows]) for k in LOG_COLUMNS}
-    return MDResult(settings=s, log=log, wall_s=wall, steps_per_second=s.steps / wall if wall > 0 else math.inf)
+    done = dyn.nsteps
+    return MDResult(settings=s, log=log, wall_s=wall, steps_per_second=done / wall if wall > 0 else math.inf,
+                    steps=done, stopped=stopped)
 
 
 def read_log(path) -> dict:
