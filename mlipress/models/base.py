@@ -29,6 +29,11 @@ A **model** provides
   periodic exact solve of MLIP's training scheme (MTP: orthonormal radial functions); the
   identity where a family has none.
 
+Compressed fits (:mod:`mlipress.compress`) need two more things of a family whose params have
+a ``radial`` layer field: ``radial_shape`` (the full radial tensor shape the layer's ``random``
+takes) and ``radial_layer(spec) -> layer class`` (MTP: :func:`mlipress.models.layers.layer_for`;
+ACE: its per-pair dense / MF layers, ``ValueError`` for kinds it has none for).
+
 A **params** value is a frozen dataclass registered as a JAX pytree (every field a leaf or a
 pytree, e.g. a low-rank layer from :mod:`mlipress.models.layers`), declared with :func:`params_class`
 and deriving from :class:`Params`. Two class attributes say what its fields are:

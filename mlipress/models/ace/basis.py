@@ -70,6 +70,10 @@ class BFunction:
     def rank(self) -> int:
         return len(self.ns)
 
+    def sort_key(self):
+        """The canonical order of a basis: by rank, then the sorted ``(mu, n, l)`` tuples, then lint."""
+        return (self.rank, tuple(zip(self.mus, self.ns, self.ls)), self.lint)
+
 
 def _cg_block(l1: int, l2: int, l3: int) -> np.ndarray:
     """Complex ``<l1 m1 l2 m2 | l3 m3>`` as an array (2l1+1, 2l2+1, 2l3+1), m from -l."""
@@ -170,4 +174,4 @@ def generate_functions(n_species: int, body_order: int, n_k: int, nmax, lmax) ->
                 continue
             for lint in _independent_lints(tuples):
                 out.append(BFunction(*zip(*tuples), lint=lint))
-    return tuple(out)
+    return tuple(sorted(out, key=BFunction.sort_key))
