@@ -145,7 +145,8 @@ def test_forces_and_virial_match_finite_differences(ace):
         assert virial[a, b] == pytest.approx(-(energies[0] - energies[1]) / (2 * h), rel=1e-6, abs=1e-8)
 
 
-def test_design_matrix_reproduces_energy_forces_virial(ace):
+def test_design_matrix_reproduces_energy_forces_virial():
+    ace = _random_ace(seed=5, body_order=3)
     configs = [_cluster(10, seed=s) for s in (5, 6)]
     batch = build_batch(configs, ace.cutoff)
     p = ace.params()
@@ -326,20 +327,50 @@ species:
 # -- fitting ----------------------------------------------------------------------------------
 
 
-def test_fits_with_the_common_trainer_and_compressed_fit():
+def test_fits_with_the_common_trainer():
     import io
 
     from mlipress.compress import fit_compressed
     from mlipress.examples import make_example_dataset
     from mlipress.fit import TrainSettings, train
 
-    ds, species = make_example_dataset(4, seed=4)
-    ace = untrained_ace(species, body_order=3, n_k=4, nrad=2, lmax=1, cutoff=4.5)
-    s = TrainSettings(max_iter=4, log_every=1, ftol=0.0)
+    ds, species = make_example_dataset(2, seed=4)
+    ace = untrained_ace(species, body_order=3, n_k=3, nrad=1, lmax=1, cutoff=4.0)
+    s = TrainSettings(max_iter=2, log_every=1, ftol=0.0)
     fit = train(ace, ds, s, out=io.StringIO())
     assert fit.history[-1]["f"] < fit.history[0]["f"] and isinstance(fit.mtp, ACE) and fit.mtp.trained
-    res = fit_compressed(ace, ds, "mf:1", s, out=io.StringIO())
-    assert isinstance(res.radial, PairMatrixFactorized) and res.radial.num_params == 6 * 1 * (4 + 4)
-    assert res.history[-1]["f"] <= res.history[0]["f"]
     with pytest.raises(ValueError, match="ACE radial parametrisations"):
         fit_compressed(ace, ds, "rmf:1", s, out=io.StringIO())
+
+
+@pytest.mark.slow
+def test_compressed_fit_and_command_line(tmp_path, capsys):
+    """``mlipress init --model ace`` -> ``train --init --radial mf:1`` (dense .yaml + factors) ->
+    ``evaluate``; ``train --model ace`` without a separate init."""
+    from mlipress.cli import main
+    from mlipress.compress import read_compressed
+    from mlipress.examples import make_example_dataset
+    from mlipress.io import read_dataset, write_dataset
+
+    ds, species = make_example_dataset(3, seed=4)
+    data = tmp_path / "train.xyz"
+    write_dataset(ds, data, species=species)
+    init, out = tmp_path / "ace.yaml", tmp_path / "mf.yaml"
+    assert main(["init", "--model", "ace", "--species", ",".join(species), "--body-order", "3", "--nk", "4",
+                 "--nrad", "2", "--lmax", "1", "--cutoff", "4.5", "-o", str(init)]) == 0
+    assert main(["train", "--init", str(init), "--train", str(data), "--radial", "mf:1", "--max-iter", "3",
+                 "-o", str(out)]) == 0
+    assert "radial parameters 48 of 96" in capsys.readouterr().out  # 6 pairs x 1 x (4 + 4) of 6 x 4 x 4
+    model, params, header = read_compressed(out)
+    assert isinstance(model, ACE) and isinstance(params.radial, PairMatrixFactorized) and header["kind"] == "mf"
+    pred = tmp_path / "pred.xyz"
+    assert main(["evaluate", str(out), str(data), str(pred)]) == 0
+    from mlipress.predict import predict
+
+    got = read_dataset(pred, species=species)
+    (ref,), _ = predict(model, [read_dataset(data, species=species).configurations[0]])
+    assert got.configurations[0].energy == pytest.approx(ref.energy, rel=1e-10)
+    fresh = tmp_path / "fresh.yaml"
+    assert main(["train", "--model", "ace", "--species", ",".join(species), "--body-order", "2", "--nk", "3",
+                 "--train", str(data), "--max-iter", "2", "-o", str(fresh)]) == 0
+    assert read_potential(fresh).trained

@@ -65,7 +65,8 @@ def _dumper():
     yaml = _yaml()
 
     class Dumper(yaml.SafeDumper):
-        pass
+        def ignore_aliases(self, data):  # no &id anchors: every list written out
+            return True
 
     Dumper.add_representer(_Flow, lambda d, data: d.represent_mapping("tag:yaml.org,2002:map", data.items(),
                                                                       flow_style=True))

@@ -29,6 +29,7 @@ import numpy as np
 from mlipress.equivariant import spherical_harmonics
 from mlipress.models.ace.basis import real_coupling
 from mlipress.models.ace.radial import cheb_exp_cos, pair_index
+from mlipress.models.base import efs_from_site_energies
 
 __all__ = ["TermTable", "term_table", "make_efs_fn", "make_features_fn", "make_site_basis_fn"]
 
@@ -131,20 +132,7 @@ def make_efs_fn(ace):
         V = params.species[batch.types_i] + jnp.sum(params.coeffs[batch.types_i] * B, axis=-1)
         return jnp.where(_valid_atoms(batch), V, 0.0)
 
-    def efs(params, batch):
-        A, n = batch.types_i.shape[0], batch.n_configs
-
-        def total(vectors):
-            V = site_energies(params, batch.replace(vectors=vectors))
-            return V.sum(), V
-
-        D, V = jax.grad(total, has_aux=True)(batch.vectors)
-        D = D * batch.mask[..., None]
-        forces = D.sum(axis=1) - jax.ops.segment_sum(D.reshape(-1, 3), batch.index_j.reshape(-1), A + 1)[:A]
-        virial = -jnp.einsum("akx,aky->axy", D, batch.vectors)
-        return {"energy": jax.ops.segment_sum(V, batch.config_index, n + 1)[:n], "energies": V, "forces": forces,
-                "virial": jax.ops.segment_sum(virial, batch.config_index, n + 1)[:n]}
-
+    efs = efs_from_site_energies(site_energies)
     efs.site_energies = site_energies
     return efs
 
