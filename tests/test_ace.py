@@ -327,6 +327,7 @@ species:
 # -- fitting ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fits_with_the_common_trainer():
     import io
 
