@@ -30,8 +30,8 @@ from _common import NBMOTAW_SPECIES as SPECIES  # noqa: E402
 os.environ.setdefault("XLA_FLAGS", ONE_THREAD)
 
 import argparse  # noqa: E402
-import io  # noqa: E402
 import json  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -95,7 +95,7 @@ def main() -> int:
     tr, _ = stratified(groups_train, args.train_configs, args.sample_seed)
     va, _ = stratified(groups_valid, args.valid_configs, args.sample_seed + 1)
     ace = untrained_ace(SPECIES, args.body_order, 9, 3, 2, 5.0, _ints(args.nmax_by_rank), _ints(args.lmax_by_rank))
-    settings = TrainSettings(weights=LossWeights(1.0, 0.01, 0.0), max_iter=args.max_iter, log_every=0, ftol=0.0)
+    settings = TrainSettings(weights=LossWeights(1.0, 0.01, 0.0), max_iter=args.max_iter, log_every=5, ftol=0.0)
     doc = json.loads(OUT.read_text()) if OUT.exists() else {"rows": []}
     doc.update(command="python benchmarks/ace_compression.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if not isinstance(v, bool)),
@@ -113,8 +113,9 @@ def main() -> int:
                 continue
             s = TrainSettings(**{**settings.__dict__, "seed": seed})
             t0 = time.perf_counter()
-            res = (train(ace, tr, s, out=io.StringIO()) if spec == "dense"
-                   else fit_compressed(ace, tr, spec, s, out=io.StringIO()))
+            print(f"fit {spec} seed {seed}", flush=True)
+            res = (train(ace, tr, s, out=sys.stdout) if spec == "dense"
+                   else fit_compressed(ace, tr, spec, s, out=sys.stdout))
             _, valid = prepare_sets(ace, tr, va, s)
             err = rmse(ace, res.params, valid)
             row = {"spec": spec, "seed": seed, "radial_params": int(res.params.radial.num_params),
