@@ -41,9 +41,9 @@ def types_of(atoms, species: tuple[str, ...] | None, species_count: int) -> np.n
 def load_potential(potential, params=None) -> tuple[MTP, object]:
     """``(mtp, params)`` from an ``.mtp`` path or an :class:`MTP`; ``params`` (e.g. a factored
     radial part, see :mod:`mlipress.models.layers`) overrides the potential's own coefficients."""
-    from mlipress.io.mtp import read_mtp
+    from mlipress.io import read_potential
 
-    mtp = read_mtp(potential) if isinstance(potential, (str, Path)) else potential
+    mtp = read_potential(potential) if isinstance(potential, (str, Path)) else potential
     return mtp, mtp.params() if params is None else params
 
 
@@ -64,7 +64,8 @@ class MTPCalculator(Calculator):
         See :mod:`mlipress.active.otf`."""
         super().__init__(**kwargs)
         self.mtp, self.params = load_potential(potential, params)
-        self.species = parse_species(species)
+        # a family whose file names its elements (ACE's .yaml) needs no species map
+        self.species = parse_species(species) if species is not None else getattr(self.mtp, "elements", None)
         if self.species is not None and len(self.species) != self.mtp.n_species:
             raise ValueError(f"species {self.species} has {len(self.species)} entries, the potential {self.mtp.n_species}")
         self.efs = jitted_efs(self.mtp)

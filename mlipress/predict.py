@@ -51,8 +51,8 @@ def predict_dataset(mtp: MTP, dataset: Dataset, **kwargs) -> Dataset:
 
 def check_types(mtp: MTP, dataset: Dataset, source: str = "dataset") -> None:
     """Raise a clear error when the data uses a type index the potential does not have."""
-    if dataset.max_type >= mtp.species_count:
+    if dataset.max_type >= mtp.n_species:
         raise ValueError(
             f"{source} uses type index {dataset.max_type} but the potential has only "
-            f"{mtp.species_count} species (types 0..{mtp.species_count - 1}); check --species"
+            f"{mtp.n_species} species (types 0..{mtp.n_species - 1}); check --species"
         )

@@ -21,6 +21,39 @@ FRESH_POTENTIAL: dict[str, tuple[type, object, str]] = {
 }
 
 
+#: option -> (type, default, help) of a fresh ACE (``init --model ace``, ``train --model ace``).
+FRESH_ACE: dict[str, tuple[type, object, str]] = {
+    "body_order": (int, 4, "ACE: body order of the B-functions, 2..5 (default 4: products of up to 3 A)"),
+    "nk": (int, 9, "ACE: radial basis size N_k (ChebExpCos; default 9)"),
+    "nrad": (int, 3, "ACE: radial functions per degree N_rad (default 3)"),
+    "lmax": (int, 2, "ACE: largest degree L (default 2)"),
+    "nmax_by_rank": (str, None, "ACE: n_max for ranks 2, 3, ... as a list, e.g. 3,2 (default N_rad at every rank)"),
+    "lmax_by_rank": (str, None, "ACE: l_max for ranks 2, 3, ... as a list, e.g. 2,1 (default L at every rank)"),
+}
+
+
+def fresh_ace(species, cutoff: float, options: dict):
+    """An untrained ACE from the :data:`FRESH_ACE` options (``species`` names the elements)."""
+    from mlipress.io import parse_species
+    from mlipress.models.ace import untrained_ace
+
+    elements = parse_species(species)
+    if not elements:
+        raise ValueError("an ACE potential names its elements: give --species Nb,Mo,...")
+
+    def ints(text):
+        return None if not text else [int(x) for x in str(text).split(",")]
+
+    return untrained_ace(elements, options["body_order"], options["nk"], options["nrad"], options["lmax"], cutoff,
+                         ints(options["nmax_by_rank"]), ints(options["lmax_by_rank"]))
+
+
+def describe(model) -> str:
+    """One line on a potential's size, for any family."""
+    n = model.num_params()
+    return f"{type(model).__name__}, {model.n_species} species, {n['total']} parameters ({n['radial']} radial)"
+
+
 def flag(name: str) -> str:
     """``species_count`` -> ``--species-count``."""
     return "--" + name.replace("_", "-")
@@ -65,6 +98,11 @@ def read_data(path, species=None, mtp=None):
     from mlipress.io.errors import FileFormatError
 
     species = parse_species(species)
+    elements = getattr(mtp, "elements", None)  # a family whose file names its elements (ACE)
+    if species is None:
+        species = elements
+    elif elements is not None and tuple(species) != tuple(elements):
+        raise ValueError(f"--species {','.join(species)} differs from the potential's elements {','.join(elements)}")
     try:
         data = read_dataset(path, species=species)
     except FileFormatError:

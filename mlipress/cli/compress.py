@@ -15,6 +15,7 @@ errors (validation set, else training set) before and after.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -64,12 +65,11 @@ def _fmt_err(err: dict) -> str:
 def run(args) -> int:
     from mlipress.compress.files import write_compressed
     from mlipress.compress.fit import fit_compressed
-    from mlipress.io.mtp import read_mtp
+    from mlipress.io import read_potential
     from mlipress.loss import prepare
-    from mlipress.models.layers import dense_param_count
     from mlipress.fit import TrainSettings, rmse
 
-    mtp = read_mtp(args.potential)
+    mtp = read_potential(args.potential)
     data = read_data(args.train, args.species, mtp)
     valid = read_data(args.valid, args.species, mtp) if args.valid else None
     spec = _spec(args.radial, args.fraction, mtp.radial_shape)
@@ -79,7 +79,7 @@ def run(args) -> int:
                              checkpoint=args.checkpoint, checkpoint_every=every, resume=args.resume)
     which = "validation" if valid is not None and len(valid) else "training"
     eval_set = prepare(valid if which == "validation" else data, mtp, settings.weights, max_atoms=settings.max_atoms)
-    base_n = dense_param_count(mtp.radial_shape)
+    base_n = math.prod(mtp.radial_shape)
     print(f"compressing {args.potential} with {spec}: {len(data)} training configurations"
           + (f", {len(valid)} validation" if valid is not None else ""))
     if mtp.trained:

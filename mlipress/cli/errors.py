@@ -18,11 +18,11 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from mlipress.io.atomic import atomic_write
-    from mlipress.io.mtp import read_mtp
+    from mlipress.io import read_potential
     from mlipress.metrics import error_report, format_report
     from mlipress.predict import predict_dataset
 
-    mtp = read_mtp(args.potential)
+    mtp = read_potential(args.potential)
     data = read_data(args.data, args.species, mtp)
     pred = predict_dataset(mtp, data)
     report = error_report(data.configurations, pred.configurations)

@@ -18,10 +18,10 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from mlipress.io import write_dataset
-    from mlipress.io.mtp import read_mtp
+    from mlipress.io import read_potential
     from mlipress.predict import predict_dataset
 
-    mtp = read_mtp(args.potential)
+    mtp = read_potential(args.potential)
     data = read_data(args.input, args.species, mtp)
     t0 = time.perf_counter()
     out = predict_dataset(mtp, data)

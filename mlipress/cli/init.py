@@ -1,18 +1,22 @@
-"""``mlipress init``: write an untrained MTP of a given level (the role of MLIP's templates)."""
+"""``mlipress init``: write an untrained MTP of a given level (the role of MLIP's templates), or
+an untrained ACE (``--model ace``, a pacemaker B-basis ``.yaml``)."""
 
 from __future__ import annotations
 
-from mlipress.cli.common import fresh_potential_options, species_count, species_option
+from mlipress.cli.common import FRESH_ACE, describe, flag, fresh_ace, fresh_potential_options, species_count, species_option
 
 
 def register(sub) -> None:
-    p = sub.add_parser("init", help="write an untrained MTP of a given level (role of MLIP's templates)")
-    p.add_argument("--level", type=int, required=True, help="MTP level, even, 2..28")
+    p = sub.add_parser("init", help="write an untrained MTP of a given level (role of MLIP's templates) or ACE")
+    p.add_argument("--model", default="mtp", choices=["mtp", "ace"], help="potential family (default mtp)")
+    p.add_argument("--level", type=int, help="MTP level, even, 2..28")
+    for name, (typ, default, text) in FRESH_ACE.items():
+        p.add_argument(flag(name), dest=name, type=typ, default=default, help=text)
     species_option(p)
     fresh_potential_options(p)
     p.add_argument("--radial-basis-size", type=int, default=8)
     p.add_argument("--radial-basis-type", default="RBChebyshev", choices=["RBChebyshev", "RBChebyshev_repuls"])
-    p.add_argument("-o", "--output", required=True, help="output .mtp")
+    p.add_argument("-o", "--output", required=True, help="output .mtp (ACE: .yaml)")
     p.set_defaults(func=run)
 
 
@@ -20,6 +24,13 @@ def run(args) -> int:
     from mlipress.models.mtp.basis import untrained_mtp
     from mlipress.io.mtp import write_mtp
 
+    if args.model == "ace":
+        ace = fresh_ace(args.species, args.cutoff, vars(args))
+        ace.write(args.output)
+        print(f"wrote {args.output}: untrained {describe(ace)}, {len(ace.functions)} B-functions per species")
+        return 0
+    if args.level is None:
+        raise SystemExit("mlipress init: give --level L (MTP) or --model ace")
     count = species_count(args.species_count, args.species)
     if not count:
         raise SystemExit("mlipress init: give --species Nb,Mo,... or --species-count N")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 from mlipress.cli.common import check_data, fresh_potential_options, read_data, species_count, species_option
@@ -75,15 +76,14 @@ def run(args) -> int:
     from mlipress.models.mtp.basis import untrained_mtp
     from mlipress.compress.sweep import aggregate, choose_ranks, sweep
     from mlipress.io.atomic import atomic_write
-    from mlipress.io.mtp import read_mtp
+    from mlipress.io import read_potential
     from mlipress.loss import LossWeights
-    from mlipress.models.layers import dense_param_count
     from mlipress.fit import TrainSettings
 
     train = read_data(args.train, args.species)
     valid = read_data(args.valid, args.species)
     if args.init:
-        mtp = read_mtp(args.init)
+        mtp = read_potential(args.init)
     else:
         mtp = untrained_mtp(args.level, species_count(args.species_count, args.species, train, valid), args.min_dist,
                             args.cutoff)
@@ -97,7 +97,7 @@ def run(args) -> int:
     weights = LossWeights(args.energy_weight, args.force_weight, args.stress_weight)
     settings = TrainSettings(weights=weights, max_iter=args.max_iter, seed=args.seed, log_every=0,
                              pretrain_iters=args.pretrain_iters, max_atoms=args.max_atoms)
-    base_n = dense_param_count(mtp.radial_shape)
+    base_n = math.prod(mtp.radial_shape)
     print(f"sweep {args.kind} ranks {ranks} x {args.seeds} seeds: {len(train)} training, {len(valid)} validation "
           f"configurations; {base_n} base radial parameters", flush=True)
     t0 = time.perf_counter()

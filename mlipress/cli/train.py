@@ -24,16 +24,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 import tomllib
 from pathlib import Path
 
-from mlipress.cli.common import FRESH_POTENTIAL, SPECIES_HELP, check_data, flag, read_data, species_count
+from mlipress.cli.common import (FRESH_ACE, FRESH_POTENTIAL, SPECIES_HELP, check_data, describe, flag, fresh_ace,
+                                 read_data, species_count)
 
 # option name -> (type, default, help); None default = not given
 _OPTIONS: dict[str, tuple[type, object, str]] = {
     "level": (int, None, "MTP level of a fresh untrained potential (even, 2..28)"),
-    "init": (str, None, "start from this .mtp (untrained template or trained potential)"),
+    "model": (str, "mtp", "family of a fresh potential: mtp (give --level) | ace (options --body-order ...)"),
+    **FRESH_ACE,
+    "init": (str, None, "start from this .mtp or ACE .yaml (untrained template or trained potential)"),
     "train": (str, None, "training configurations (.cfg, maml .json, extxyz, ...)"),
     "valid": (str, None, "validation configurations"),
     "valid_fraction": (float, None, "hold out this fraction of --train for validation (when no --valid)"),
@@ -137,7 +141,7 @@ def run(args) -> int:
     from mlipress.models.mtp.basis import untrained_mtp
     from mlipress.examples import split
     from mlipress.io.atomic import atomic_write
-    from mlipress.io.mtp import read_mtp, write_mtp
+    from mlipress.io import read_potential
     from mlipress.loss import LossWeights
     from mlipress.metrics import error_report, format_report
     from mlipress.predict import predict_dataset
@@ -149,8 +153,9 @@ def run(args) -> int:
         raise ValueError("give the training data: --train DATA (or train = ... in the settings file)")
     if not o["output"]:
         raise ValueError("give the output potential: -o trained.mtp (or output = ... in the settings file)")
-    if (o["level"] is None) == (o["init"] is None):
-        raise ValueError("give exactly one of --level L (fresh potential) or --init FILE.mtp")
+    fresh_mtp = o["level"] is not None
+    if fresh_mtp + (o["model"] == "ace") + (o["init"] is not None) != 1 or o["model"] not in ("mtp", "ace"):
+        raise ValueError("give exactly one of --level L (fresh MTP), --model ace (fresh ACE) or --init FILE")
     if o["valid"] and o["valid_fraction"] is not None:
         raise ValueError("give either --valid or --valid-fraction, not both")
     if o["ensemble"] < 1:
@@ -159,13 +164,16 @@ def run(args) -> int:
     from mlipress.models.layers import parse_radial_spec
 
     spec = parse_radial_spec(o["radial"] or "dense")
-    data = read_data(o["train"], o["species"])
-    valid = read_data(o["valid"], o["species"]) if o["valid"] else None
+    start = read_potential(o["init"]) if o["init"] else None
+    data = read_data(o["train"], o["species"], start)
+    valid = read_data(o["valid"], o["species"], start) if o["valid"] else None
     if valid is None and o["valid_fraction"]:
         data, valid = split(data, 1.0 - o["valid_fraction"], seed=o["seed"])
 
-    if o["init"]:
-        mtp = read_mtp(o["init"])
+    if start is not None:
+        mtp = start
+    elif o["model"] == "ace":
+        mtp = fresh_ace(o["species"] or data.species, o["cutoff"], o)
     else:
         count = species_count(o["species_count"], o["species"], data)
         mtp = untrained_mtp(o["level"], count, o["min_dist"], o["cutoff"], o["radial_basis_size"])
@@ -186,7 +194,7 @@ def run(args) -> int:
     print(
         f"training: {len(data)} configurations from {o['train']}"
         + (f", {len(valid)} validation" if valid is not None else "")
-        + f"; {mtp.moments.scalar_count} basis functions, {mtp.radial_funcs_count} radial functions"
+        + f"; {describe(mtp)}"
     )
     out_path = Path(o["output"])
     t0 = time.perf_counter()
@@ -194,7 +202,7 @@ def run(args) -> int:
         return _train_compressed(mtp, data, valid, spec, settings, o, out_path, t0)
     if o["ensemble"] == 1:
         result = train(mtp, data, settings, valid_data=valid)
-        write_mtp(result.mtp, out_path)
+        result.mtp.write(out_path)
         print(f"wrote {out_path} ({time.perf_counter() - t0:.1f} s)")
         print(format_report(error_report(data.configurations, predict_dataset(result.mtp, data).configurations),
                             f"training errors ({o['train']})"))
@@ -207,7 +215,7 @@ def run(args) -> int:
     paths = []
     for i, res in enumerate(ens.results):
         path = out_path.with_name(f"{out_path.stem}.{i}{out_path.suffix}")
-        write_mtp(res.mtp, path)
+        res.mtp.write(path)
         paths.append(str(path))
     for i, rep in enumerate(ens.reports):
         if rep is not None:
@@ -230,12 +238,11 @@ def _train_compressed(mtp, data, valid, spec, settings, o, out_path: Path, t0: f
     from mlipress.io.atomic import atomic_write
     from mlipress.metrics import error_report, format_report
     from mlipress.predict import predict_dataset
-    from mlipress.models.layers import dense_param_count
     from mlipress.fit.ensemble import indexed_path, summarise
 
     if o["ensemble"] > 1 and mtp.trained:
         raise ValueError("an ensemble needs an untrained potential (members differ by their random start)")
-    base_n = dense_param_count(mtp.radial_shape)
+    base_n = math.prod(mtp.radial_shape)
     k = o["ensemble"]
     paths, reports, seeds = [], [], []
     for i in range(k):

@@ -14,12 +14,17 @@ A compressed potential ``X.mtp`` is written as two files:
    - the layer's arrays, as its ``arrays()`` names them: ``U`` (N_T^2, r), ``V`` (N_f N_b, r)
      for MF (section II.C, ``reshape(C, [N_T^2, N_f N_b]) = U V^T``), ``G1..G4`` for TT,
      ``C`` for dense;
-   - ``species``, ``moment``, ``scaling``: the other parameters, bit-exact.
+   - the other fields of the params, bit-exact (MTP: ``species``, ``moment``, ``scaling``;
+     ACE: ``species``, ``coeffs``, ``scaling``).
+
+The same pair works for any model of the contract with a ``radial`` layer: the potential file
+is the model's own (``model.write``; an ACE's is a B-basis ``.yaml``), the layer class comes
+from ``model.radial_layer(kind)``.
 
 This module knows no layer kinds: ``kind`` is the layer's registered name
 (:data:`mlipress.models.layers.LAYERS`) and the layer writes and reads its own arrays
 (``arrays()`` / ``from_arrays(arrays, dims)``), so any registered layer is stored; the names
-``header``, ``species``, ``moment`` and ``scaling`` are reserved. Both files are written
+``header`` and the other params fields are reserved. Both files are written
 atomically (the .mtp first). :func:`read_compressed` returns the ``MTP`` (from the .mtp, with
 everything but the radial block) and the params with the radial layer, identical (bit for
 bit) to what was written; it checks that the sidecar belongs to the ``.mtp`` (hash) and that
@@ -28,6 +33,7 @@ the shapes agree.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -37,16 +43,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlipress.io.atomic import atomic_write
-from mlipress.io.mtp import format_mtp, parse_mtp
-from mlipress.models.mtp.model import MTP, MTPParams
-from mlipress.models.layers import LAYERS, kind_of
+from mlipress.io import read_potential
+from mlipress.models.layers import RadialSpec, kind_of
 
 __all__ = ["FORMAT", "VERSION", "sidecar_path", "write_compressed", "read_compressed", "radial_kind"]
 
 FORMAT = "mlipress-factored-radial"
 VERSION = 1
-_PARAMS = ("species", "moment", "scaling")  # the other parameters, next to the layer's arrays
-_RESERVED = ("header",) + _PARAMS
 
 
 def sidecar_path(path) -> Path:
@@ -65,19 +68,36 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def write_compressed(path, mtp: MTP, params, spec: str | None = None) -> tuple[Path, Path]:
-    """Write the dense ``.mtp`` at ``path`` and the factored sidecar next to it.
+def _layer_kind(model, radial) -> str:
+    """The kind a model knows ``radial`` by (its ``radial_layer(kind)`` is the layer's class)."""
+    kind = getattr(type(radial), "kind", "")
+    try:
+        known = model.radial_layer(RadialSpec(kind)) is type(radial)
+    except ValueError:
+        known = False
+    if not known:
+        raise TypeError(f"{type(radial).__name__} is not a radial layer of {type(model).__name__}")
+    return kind
 
-    ``mtp``: the potential's structure (its coefficients are replaced by ``params``);
-    ``params``: :class:`~mlipress.models.mtp.model.MTPParams` with ``radial`` any registered layer of
-    :mod:`mlipress.models.layers`;
+
+def _other_fields(params) -> list[str]:
+    return [f.name for f in dataclasses.fields(params) if f.name != "radial"]
+
+
+def write_compressed(path, mtp, params, spec: str | None = None) -> tuple[Path, Path]:
+    """Write the dense potential file at ``path`` and the factored sidecar next to it.
+
+    ``mtp``: the potential's structure, any model of the contract with a ``radial`` layer field
+    (an MTP: ``.mtp``; an ACE: B-basis ``.yaml``); its coefficients are replaced by ``params``,
+    whose ``radial`` is one of the model's layers (``mtp.radial_layer(kind)``);
     ``spec``: optional spec string recorded in the header (e.g. ``"rmf:6"``).
-    Returns ``(mtp_path, sidecar_path)``.
+    Returns ``(potential_path, sidecar_path)``.
     """
     path = Path(path)
     radial = params.radial
-    kind = radial_kind(radial)
-    text = format_mtp(mtp.with_params(params))
+    kind = _layer_kind(mtp, radial)
+    mtp.with_params(params).write(path)
+    text = path.read_text(encoding="utf-8")
     rank = radial.rank
     header = {
         "format": FORMAT, "version": VERSION, "kind": kind, "spec": spec,
@@ -85,31 +105,34 @@ def write_compressed(path, mtp: MTP, params, spec: str | None = None) -> tuple[P
         "dims": list(radial.dims), "mtp_sha256": _sha(text),
     }
     arrays = radial.arrays()
-    clash = sorted(set(arrays) & set(_RESERVED))
+    others = _other_fields(params)
+    clash = sorted(set(arrays) & ({"header"} | set(others)))
     if clash:
         raise ValueError(f"radial layer {kind!r} names arrays {clash}, reserved in the sidecar")
-    arrays.update({name: np.asarray(getattr(params, name), dtype=np.float64) for name in _PARAMS})
+    arrays.update({name: np.asarray(getattr(params, name), dtype=np.float64) for name in others})
     buf = io.BytesIO()
     np.savez(buf, header=np.array(json.dumps(header)), **arrays)
     side = sidecar_path(path)
-    atomic_write(path, text)
     atomic_write(side, buf.getvalue())
     return path, side
 
 
-def read_compressed(path, check_hash: bool = True) -> tuple[MTP, MTPParams, dict]:
-    """Read ``path`` (.mtp) and its sidecar -> ``(mtp, params, header)``.
+def read_compressed(path, check_hash: bool = True):
+    """Read ``path`` (a potential file) and its sidecar -> ``(model, params, header)``.
 
-    ``params.radial`` is the factored parametrisation exactly as written; ``mtp`` is the
-    dense potential of the ``.mtp``. Raises ``ValueError`` when the sidecar is missing, of an
-    unknown format/version, written for another ``.mtp`` (``check_hash``) or of the wrong shape.
+    ``params.radial`` is the factored parametrisation exactly as written; ``model`` is the
+    dense potential of the file (:func:`mlipress.io.read_potential`). Raises ``ValueError`` when
+    the sidecar is missing, of an unknown format/version, written for another file
+    (``check_hash``) or of the wrong shape.
     """
     path = Path(path)
     side = sidecar_path(path)
     text = path.read_text(encoding="utf-8")
-    mtp = parse_mtp(text, str(path))
+    mtp = read_potential(path)
     if not side.exists():
         raise ValueError(f"{path}: no factored sidecar {side}")
+    base = mtp.params()
+    others = _other_fields(base)
     with np.load(side, allow_pickle=False) as z:
         header = json.loads(str(z["header"]))
         if header.get("format") != FORMAT or header.get("version") != VERSION:
@@ -117,15 +140,17 @@ def read_compressed(path, check_hash: bool = True) -> tuple[MTP, MTPParams, dict
         if check_hash and header.get("mtp_sha256") != _sha(text):
             raise ValueError(f"{side} was written for a different {path.name} (hash mismatch)")
         kind = header["kind"]
-        if kind not in LAYERS:
-            raise ValueError(f"{side}: unknown radial kind {kind!r}")
-        layer_arrays = {name: z[name] for name in z.files if name not in _RESERVED}
-        species, moment, scaling = (jnp.asarray(z[k]) for k in _PARAMS)
+        try:
+            layer = mtp.radial_layer(RadialSpec(kind))
+        except ValueError:
+            raise ValueError(f"{side}: unknown radial kind {kind!r}") from None
+        layer_arrays = {name: z[name] for name in z.files if name != "header" and name not in others}
+        fields = {k: jnp.asarray(z[k]) for k in others}
     dims = tuple(int(d) for d in header["dims"])
     try:
-        radial = LAYERS[kind].from_arrays(layer_arrays, dims)
+        radial = layer.from_arrays(layer_arrays, dims)
     except ValueError as e:
         raise ValueError(f"{side}: {e}") from None
-    if radial.shape != mtp.radial_shape:
+    if tuple(radial.shape) != tuple(mtp.radial_shape):
         raise ValueError(f"{side}: radial shape {radial.shape} does not match {path} {mtp.radial_shape}")
-    return mtp, MTPParams(radial, species, moment, scaling), header
+    return mtp, base.replace(radial=radial, **fields), header

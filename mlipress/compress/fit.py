@@ -28,7 +28,7 @@ only, the species and moment coefficients being solved exactly at every evaluati
 ``X`` alone (``xi`` gets a zero gradient and is completed exactly). ``False`` gives the paper's
 formulation on ``(xi, X)``.
 
-Starting points (section II.D), from the spec's layer class (:func:`mlipress.models.layers.layer_for`)
+Starting points (section II.D), from the spec's layer class (``model.radial_layer(spec)``)
 at :meth:`~mlipress.models.layers.RadialSpec.initial_rank`: a *trained* dense MTP is compressed by the
 layer's ``from_dense`` (truncated SVD of the unfolding for MF, R-MF, MFRA at rank ``r_min``;
 TT-SVD for TF), the linear coefficients re-solved exactly, then refitted; an *untrained* MTP
@@ -57,7 +57,7 @@ from mlipress.loss import Objective
 from mlipress.models.mtp.model import MTP
 from mlipress.optim import bfgs, mfra, rbfgs
 from mlipress.optim import fixed_rank as fr
-from mlipress.models.layers import Dense, MatrixFactorized, RadialSpec, from_matrix, layer_for, parse_radial_spec, to_matrix
+from mlipress.models.layers import Dense, MatrixFactorized, RadialSpec, from_matrix, parse_radial_spec, to_matrix
 from mlipress.fit import TrainResult, TrainSettings, scaling_search, train
 from mlipress.fit.projection import optimisation_target
 from mlipress.fit.trainer import FitProblem, exact_solve, fit, prepare_sets, preconditioner
@@ -132,7 +132,7 @@ def rmf_objective(obj: Objective, template):
 def initial_compressed_params(mtp: MTP, data, spec: RadialSpec | str, settings: TrainSettings,
                               resolve: bool = True):
     """The starting :class:`~mlipress.models.mtp.model.MTPParams` of :func:`fit_compressed` (``radial`` is the
-    spec's layer, :func:`mlipress.models.layers.layer_for`, at ``spec.initial_rank(MFRA_R_MIN)``).
+    spec's layer, ``mtp.radial_layer(spec)``, at ``spec.initial_rank(MFRA_R_MIN)``).
 
     Trained ``mtp``: the layer's truncation of its ``C`` (``from_dense``: truncated SVD for MF,
     R-MF and MFRA at ``r_min``, TT-SVD for TF), then, with ``resolve``, an exact linear solve of
@@ -141,7 +141,7 @@ def initial_compressed_params(mtp: MTP, data, spec: RadialSpec | str, settings: 
     scaling search with exact linear solves. ``data``: prepared :class:`mlipress.loss.TrainingData`.
     """
     spec = parse_radial_spec(spec) if isinstance(spec, str) else spec
-    layer, rank = layer_for(spec), spec.initial_rank(MFRA_R_MIN)
+    layer, rank = mtp.radial_layer(spec), spec.initial_rank(MFRA_R_MIN)
     obj = Objective(mtp, data)
     if mtp.trained:
         base = mtp.params()
@@ -273,7 +273,7 @@ def fit_compressed(mtp: MTP, train_data, spec: RadialSpec | str, settings: Train
     """
     spec = parse_radial_spec(spec) if isinstance(spec, str) else spec
     out = sys.stdout if out is None else out
-    layer_for(spec)  # rejects an unknown kind
+    mtp.radial_layer(spec)  # rejects a kind the model has no layer for
     if spec.kind == Dense.kind:
         res = train(mtp, train_data, settings, valid_data=valid_data, callback=callback, out=out)
         return CompressedResult(res.mtp, res.params, res.history, res.state, res.stop_reason, spec=spec,

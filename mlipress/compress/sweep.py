@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from mlipress.data import as_dataset
-from mlipress.models.layers import RadialSpec, clip_tt_ranks, dense_param_count, parse_radial_spec
+from mlipress.models.layers import RadialSpec, clip_tt_ranks, parse_radial_spec
 
 __all__ = ["fit_row", "sweep", "aggregate", "choose_ranks", "make_spec", "evaluate_params", "METRICS",
            "OPTIMAL_MIN_COMPRESSION"]
@@ -114,7 +114,7 @@ def fit_row(mtp, train, valid, spec: RadialSpec | str, seed: int, settings, out=
     res = fit_compressed(mtp, train, spec, s, valid_data=None, out=out if out is not None else io.StringIO(),
                          mfra_interval=mfra_interval)
     seconds = time.perf_counter() - t0
-    base = dense_param_count(mtp.radial_shape)
+    base = math.prod(mtp.radial_shape)
     n = int(res.radial.num_params)
     last = res.history[-1] if res.history else {}
     row = {

@@ -24,7 +24,7 @@ from mlipress.io.errors import FileFormatError
 __all__ = [
     "FileFormatError", "atomic_open", "atomic_write", "parse_species", "symbols_to_types",
     "read_dataset", "write_dataset", "to_atoms", "from_atoms",
-    "read_mtp", "write_mtp", "format_mtp", "read_cfg", "write_cfg", "format_cfg", "read_maml_json",
+    "read_mtp", "write_mtp", "format_mtp", "read_ace", "write_ace", "read_potential", "read_cfg", "write_cfg", "format_cfg", "read_maml_json",
 ]  # fmt: skip
 
 
@@ -209,3 +209,12 @@ def write_dataset(dataset: Dataset, path, species=None) -> None:
 from mlipress.io.cfg import format_cfg, read_cfg, write_cfg  # noqa: E402
 from mlipress.io.maml import read_maml_json  # noqa: E402
 from mlipress.io.mtp import format_mtp, read_mtp, write_mtp  # noqa: E402
+from mlipress.io.ace import read_ace, write_ace  # noqa: E402
+
+
+def read_potential(path):
+    """A potential file of any family, by content: pacemaker's B-basis ``.yaml`` (a
+    ``speciesblock`` list) -> :class:`~mlipress.models.ace.ACE`, anything else -> MLIP's ``.mtp``."""
+    from mlipress.io.ace import is_ace_yaml
+
+    return read_ace(path) if is_ace_yaml(path) else read_mtp(path)

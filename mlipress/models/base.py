@@ -29,6 +29,11 @@ A **model** provides
   periodic exact solve of MLIP's training scheme (MTP: orthonormal radial functions); the
   identity where a family has none.
 
+Compressed fits (:mod:`mlipress.compress`) need two more things of a family whose params have
+a ``radial`` layer field: ``radial_shape`` (the full radial tensor shape the layer's ``random``
+takes) and ``radial_layer(spec) -> layer class`` (MTP: :func:`mlipress.models.layers.layer_for`;
+ACE: its per-pair dense / MF layers, ``ValueError`` for kinds it has none for).
+
 A **params** value is a frozen dataclass registered as a JAX pytree (every field a leaf or a
 pytree, e.g. a low-rank layer from :mod:`mlipress.models.layers`), declared with :func:`params_class`
 and deriving from :class:`Params`. Two class attributes say what its fields are:
@@ -47,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Model", "Params", "params_class", "nonlinear_bytes", "StructureKey", "jitted_efs"]
+__all__ = ["Model", "Params", "params_class", "nonlinear_bytes", "StructureKey", "jitted_efs", "efs_from_site_energies"]
 
 
 class Params:
@@ -155,6 +160,28 @@ class StructureKey:
 
     def __eq__(self, other):
         return isinstance(other, StructureKey) and self.model.structure_key() == other.model.structure_key()
+
+
+def efs_from_site_energies(site_energies: Callable) -> Callable:
+    """``efs(params, batch)`` of the contract from ``site_energies(params, batch) -> (A,)`` (zero
+    for padded atoms): one reverse pass gives ``D_ij = dE/dr_ij``; ``F_i += D_ij``,
+    ``F_j -= D_ij``, ``virial = -sum_ij D_ij (outer) r_ij`` (REFERENCE.md section 1)."""
+
+    def efs(params, batch) -> dict:
+        A, n = batch.types_i.shape[0], batch.n_configs
+
+        def total(vectors):
+            V = site_energies(params, batch.replace(vectors=vectors))
+            return V.sum(), V
+
+        D, V = jax.grad(total, has_aux=True)(batch.vectors)
+        D = D * batch.mask[..., None]
+        forces = D.sum(axis=1) - jax.ops.segment_sum(D.reshape(-1, 3), batch.index_j.reshape(-1), A + 1)[:A]
+        virial = -jnp.einsum("akx,aky->axy", D, batch.vectors)
+        return {"energy": jax.ops.segment_sum(V, batch.config_index, n + 1)[:n], "energies": V, "forces": forces,
+                "virial": jax.ops.segment_sum(virial, batch.config_index, n + 1)[:n]}
+
+    return efs
 
 
 @functools.lru_cache(maxsize=16)

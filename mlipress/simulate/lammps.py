@@ -302,7 +302,7 @@ class LammpsMTP:
         self.mtp, self.params = load_potential(potential, params)
         self.efs = jitted_efs(self.mtp)
         self.neighbors = SkinNeighborList(self.mtp.cutoff, skin)
-        self.species = _species_of(atoms, species, self.mtp.species_count)
+        self.species = _species_of(atoms, species, self.mtp.n_species)
         self.fix_id = fix_id
         self.calls = 0
         self.eval_s = 0.0

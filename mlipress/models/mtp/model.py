@@ -204,6 +204,12 @@ class MTP:
             scaling=float(params.scaling),
         )
 
+    def radial_layer(self, spec):
+        """The radial layer class of a spec (:func:`mlipress.models.layers.layer_for`)."""
+        from mlipress.models.layers import layer_for
+
+        return layer_for(spec)
+
     def normalise(self, params: MTPParams) -> MTPParams:
         """Orthonormal radial functions (MLIP's step before a periodic linear solve; changes
         the model, so a linear solve follows)."""

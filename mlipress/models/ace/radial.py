@@ -1,0 +1,207 @@
+"""ACE radial part: pacemaker's ``ChebExpCos`` basis g_k(r) and the per-pair radial layers.
+
+``R_nl^{z_i z_j}(r) = sum_k c_nlk^{z_i z_j} g_k(r)`` (eq. (17) of the paper), one tensor per
+*unordered* species pair p (``N_T (N_T + 1) / 2`` of them), stored as the paper's matrices
+``Chat_p = reshape(C_p, [N_k, N_rad (L + 1)])`` (column ``n (L + 1) + l``, n from 0):
+
+- :class:`PairDense`: ``C`` (P, N_k, N_rad (L+1)), ``P N_k N_rad (L+1)`` parameters;
+- :class:`PairMatrixFactorized`: ``Chat_p = U_p V_p^T`` with ``U`` (P, N_k, r), ``V``
+  (P, N_rad (L+1), r): ``P r (N_k + N_rad (L+1))`` parameters (section II.F).
+
+Both answer the radial-layer interface of :mod:`mlipress.models.layers` that the fits use
+(``dense``, ``rank``, ``num_params``, ``from_dense``, ``random``, ``param_count``,
+``rank_candidates``, ``arrays``/``from_arrays``); ``dims`` is ``(P, N_k, N_rad (L+1))``. They
+are not registered spec kinds: :meth:`mlipress.models.ace.ACE.radial_layer` maps ``dense`` and
+``mf:R`` to them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlipress.models.layers import DEFAULT_SCALE, RadialLayer
+
+__all__ = ["RadialBasisSpec", "cheb_exp_cos", "PairDense", "PairMatrixFactorized", "pair_index"]
+
+
+@dataclass(frozen=True)
+class RadialBasisSpec:
+    """pacemaker's ``radbase: ChebExpCos`` with ``radparameters: [lam]``, ``rcutij`` (cutoff),
+    ``dcutij`` (width of the final cosine smoothing), ``nradbaseij`` (N_k)."""
+
+    cutoff: float
+    n_k: int
+    lam: float = 5.25
+    dcut: float = 0.01
+    kind: str = "ChebExpCos"
+
+    def __post_init__(self):
+        if self.kind != "ChebExpCos":
+            raise ValueError(f"radial basis {self.kind!r} is not supported (ChebExpCos only)")
+        if not (self.cutoff > 0 and self.n_k >= 1 and 0 < self.dcut < self.cutoff and self.lam > 0):
+            raise ValueError(f"bad radial basis {self}")
+
+
+def cheb_exp_cos(r, basis: RadialBasisSpec):
+    """``g_k(r)``, k = 0..N_k-1 (pacemaker's ``chebExpCos``): ``x = 1 - 2 (e^{-lam r/rc} - e^{-lam})
+    / (1 - e^{-lam})``, ``g_0 = 1``, ``g_k = (1 - T_k(x)) / 2``, all times the envelope
+    ``(1 + cos(pi r / rc)) / 2`` and, for ``r > rc - dcut``, ``(1 + cos(pi (r - rc + dcut) / dcut)) / 2``;
+    zero for ``r >= rc``. Shape (...) -> (..., N_k)."""
+    rc, lam = basis.cutoff, basis.lam
+    inside = r < rc
+    r = jnp.where(inside, r, 0.5 * rc)  # finite gradients beyond the cutoff
+    y2 = math.exp(-lam)
+    x = 1.0 - 2.0 * (jnp.exp(-lam * r / rc) - y2) / (1.0 - y2)
+    cheb = [jnp.ones_like(x), x]
+    for _ in range(2, basis.n_k):
+        cheb.append(2.0 * x * cheb[-1] - cheb[-2])
+    g = [cheb[0]] + [0.5 - 0.5 * t for t in cheb[1 : basis.n_k]]
+    env = 0.5 * (1.0 + jnp.cos(jnp.pi * r / rc))
+    start = rc - basis.dcut
+    smooth = jnp.where(r > start, 0.5 * (1.0 + jnp.cos(jnp.pi * (r - start) / basis.dcut)), 1.0)
+    return jnp.stack(g, -1) * jnp.where(inside, env * smooth, 0.0)[..., None]
+
+
+def pair_index(n_species: int) -> np.ndarray:
+    """``(N_T, N_T)`` table of the unordered pair index p(z_i, z_j): pairs (a <= b) in row order."""
+    table = np.zeros((n_species, n_species), dtype=np.int32)
+    p = 0
+    for a in range(n_species):
+        for b in range(a, n_species):
+            table[a, b] = table[b, a] = p
+            p += 1
+    return table
+
+
+def _normals(key, *shapes):
+    rng = np.random.default_rng(int(key))
+    return [rng.standard_normal(s) for s in shapes]
+
+
+def _pdims(shape) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"ACE radial matrices must be (P, N_k, N_rad (L+1)), got {shape}")
+    return shape
+
+
+
+@dataclass(frozen=True, eq=False)
+class PairDense(RadialLayer):
+    """All ``Chat_p`` as one array ``C`` (P, N_k, N_rad (L+1))."""
+
+    kind: ClassVar[str] = "dense"
+
+    C: jax.Array
+
+    @property
+    def dims(self):
+        return tuple(np.shape(self.C))
+
+    @property
+    def shape(self):
+        return self.dims
+
+    @property
+    def rank(self):
+        return None
+
+    def dense(self):
+        return jnp.asarray(self.C)
+
+    @classmethod
+    def from_dense(cls, C, rank=None):
+        if rank is not None:
+            raise ValueError(f"a dense radial tensor has no rank, got {rank!r}")
+        return cls(jnp.asarray(np.asarray(C, dtype=np.float64)))
+
+    @classmethod
+    def random(cls, key, shape, rank=None, scale: float = DEFAULT_SCALE):
+        (C,) = _normals(key, _pdims(shape))
+        return cls(jnp.asarray(scale * C))
+
+    @classmethod
+    def param_count(cls, shape, rank=None) -> int:
+        return math.prod(_pdims(shape))
+
+    @classmethod
+    def rank_candidates(cls, shape):
+        return [None]
+
+    @classmethod
+    def from_arrays(cls, arrays, dims):
+        layer = cls(jnp.asarray(arrays["C"]))
+        if layer.dims != tuple(dims):
+            raise ValueError(f"C has shape {layer.dims}, expected {tuple(dims)}")
+        return layer
+
+
+@dataclass(frozen=True, eq=False)
+class PairMatrixFactorized(RadialLayer):
+    """``Chat_p = U_p V_p^T`` per unordered pair: ``U`` (P, N_k, r), ``V`` (P, N_rad (L+1), r)."""
+
+    kind: ClassVar[str] = "mf"
+
+    U: jax.Array
+    V: jax.Array
+
+    @property
+    def dims(self):
+        P, nk, _ = np.shape(self.U)
+        return (P, nk, np.shape(self.V)[1])
+
+    @property
+    def shape(self):
+        return self.dims
+
+    @property
+    def rank(self) -> int:
+        return int(np.shape(self.U)[2])
+
+    def dense(self):
+        return jnp.einsum("pkr,pmr->pkm", jnp.asarray(self.U), jnp.asarray(self.V))
+
+    @classmethod
+    def from_dense(cls, C, rank: int):
+        """Balanced truncated SVD of every ``Chat_p`` (rank clipped to ``min(N_k, N_rad (L+1))``)."""
+        C = np.asarray(C, dtype=np.float64)
+        P, nk, m = _pdims(C.shape)
+        r = min(int(rank), nk, m)
+        u, s, vt = np.linalg.svd(C, full_matrices=False)
+        root = np.sqrt(s[:, :r])
+        return cls(jnp.asarray(u[:, :, :r] * root[:, None, :]), jnp.asarray(np.transpose(vt[:, :r], (0, 2, 1)) * root[:, None, :]))
+
+    @classmethod
+    def random(cls, key, shape, rank: int, scale: float = DEFAULT_SCALE):
+        """Gaussian factors of std ``sqrt(scale / sqrt(r))``: entries of C of std ``scale``."""
+        P, nk, m = _pdims(shape)
+        s = math.sqrt(scale / math.sqrt(rank))
+        U, V = _normals(key, (P, nk, rank), (P, m, rank))
+        return cls(jnp.asarray(s * U), jnp.asarray(s * V))
+
+    @classmethod
+    def param_count(cls, shape, rank: int) -> int:
+        P, nk, m = _pdims(shape)
+        return P * int(rank) * (nk + m)
+
+    @classmethod
+    def rank_candidates(cls, shape):
+        _, nk, m = _pdims(shape)
+        return list(range(1, min(nk, m) + 1))
+
+    @classmethod
+    def from_arrays(cls, arrays, dims):
+        layer = cls(jnp.asarray(arrays["U"]), jnp.asarray(arrays["V"]))
+        if layer.dims != tuple(dims):
+            raise ValueError(f"U, V factor matrices of dims {layer.dims}, expected {tuple(dims)}")
+        return layer
+
+
+for _cls in (PairDense, PairMatrixFactorized):
+    jax.tree_util.register_dataclass(_cls, data_fields=[f.name for f in fields(_cls)], meta_fields=[])
