@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Model", "Params", "params_class", "nonlinear_bytes", "StructureKey", "jitted_efs", "efs_from_site_energies"]
+__all__ = ["Model", "Params", "params_class", "nonlinear_bytes", "StructureKey", "jitted_efs", "efs_from_site_energies", "in_blocks"]
 
 
 class Params:
@@ -162,20 +162,57 @@ class StructureKey:
         return isinstance(other, StructureKey) and self.model.structure_key() == other.model.structure_key()
 
 
-def efs_from_site_energies(site_energies: Callable) -> Callable:
+def in_blocks(fn: Callable, block: int, *arrays):
+    """``fn(*arrays)`` evaluated over the leading (atom) axis in blocks of ``block`` atoms
+    (``lax.map`` with rematerialisation; the last block is zero-padded), outputs concatenated
+    and cut to length.
+
+    Per-pair evaluations are memory-bound: over a whole batch every intermediate is a fresh
+    multi-MB buffer (page faults, cache misses), in blocks they stay in cache (2-3x faster MTP
+    forces, benchmarks/evaluate.py). ``jax.checkpoint`` makes the reverse pass (training)
+    recompute each block instead of storing its intermediates: faster, and memory O(pairs).
+    """
+    A = arrays[0].shape[0]
+    if A <= block:
+        return fn(*arrays)
+    count = -(-A // block)
+
+    def blocks(x):
+        x = jnp.concatenate([x, jnp.zeros((count * block - A,) + x.shape[1:], x.dtype)], 0)
+        return x.reshape((count, block) + x.shape[1:])
+
+    out = jax.lax.map(jax.checkpoint(lambda xs: fn(*xs)), tuple(blocks(x) for x in arrays))
+    return jax.tree.map(lambda y: y.reshape((count * block,) + y.shape[2:])[:A], out)
+
+
+#: Per-atom fields of a :class:`~mlipress.batch.NeighborBatch` that a block of atoms carries.
+_ATOM_FIELDS = ("vectors", "types_i", "types_j", "index_j", "mask", "config_index")
+
+
+def efs_from_site_energies(site_energies: Callable, block_size: Callable[[int], int] = lambda K: 16) -> Callable:
     """``efs(params, batch)`` of the contract from ``site_energies(params, batch) -> (A,)`` (zero
     for padded atoms): one reverse pass gives ``D_ij = dE/dr_ij``; ``F_i += D_ij``,
-    ``F_j -= D_ij``, ``virial = -sum_ij D_ij (outer) r_ij`` (REFERENCE.md section 1)."""
+    ``F_j -= D_ij``, ``virial = -sum_ij D_ij (outer) r_ij`` (REFERENCE.md section 1).
+
+    ``site_energies`` is called on blocks of ``block_size(K)`` atoms (:func:`in_blocks`): batches
+    holding the block's rows of the per-atom fields, so it must use each atom's own neighbour
+    rows only (``index_j`` still numbers atoms of the whole batch)."""
 
     def efs(params, batch) -> dict:
-        A, n = batch.types_i.shape[0], batch.n_configs
+        A, K = batch.types_j.shape
+        n = batch.n_configs
 
-        def total(vectors):
-            V = site_energies(params, batch.replace(vectors=vectors))
-            return V.sum(), V
+        def site(*rows):
+            block = batch.replace(**dict(zip(_ATOM_FIELDS, rows)))
 
-        D, V = jax.grad(total, has_aux=True)(batch.vectors)
-        D = D * batch.mask[..., None]
+            def total(vectors):
+                V = site_energies(params, block.replace(vectors=vectors))
+                return V.sum(), V
+
+            D, V = jax.grad(total, has_aux=True)(block.vectors)
+            return V, D * block.mask[..., None]
+
+        V, D = in_blocks(site, block_size(K), *(getattr(batch, name) for name in _ATOM_FIELDS))
         forces = D.sum(axis=1) - jax.ops.segment_sum(D.reshape(-1, 3), batch.index_j.reshape(-1), A + 1)[:A]
         virial = -jnp.einsum("akx,aky->axy", D, batch.vectors)
         return {"energy": jax.ops.segment_sum(V, batch.config_index, n + 1)[:n], "energies": V, "forces": forces,

@@ -28,6 +28,7 @@ import numpy as np
 
 from mlipress.models.mtp.model import MTP, MomentBasis, RadialBasis
 from mlipress.batch import NeighborBatch
+from mlipress.models.base import efs_from_site_energies
 
 
 def chebyshev_radial_basis(r: jax.Array, basis: RadialBasis, scaling) -> jax.Array:
@@ -213,81 +214,35 @@ def make_moments_fn(mtp: MTP):
     return moments
 
 
-#: Working set of one block of atoms in the pair-level arrays (bytes). The evaluation is
-#: memory-bound: over a whole batch every per-pair intermediate is a fresh multi-MB buffer
-#: (page faults, cache misses), so atoms are processed in blocks whose intermediates stay in
-#: cache. 2-3x faster than one pass over the batch at levels 10-20 (benchmarks/evaluate.py).
+#: Working set of one block of atoms in the pair-level arrays (bytes): blocks of atoms whose
+#: intermediates stay in cache (:func:`mlipress.models.base.in_blocks`).
 BLOCK_BYTES = 5e5
 
 
 def atom_block_size(mtp: MTP, neighbours: int) -> int:
     """Atoms per block: the power of two (8 to 64) whose per-pair basic-moment terms,
-    ``n_basic * neighbours * 8`` bytes per atom, fit in :data:`BLOCK_BYTES`."""
+    ``n_basic * neighbours * 8`` bytes per atom, fit in :data:`BLOCK_BYTES` (8-16 measured
+    best at levels 10-20 with ~48 neighbour slots)."""
     per_atom = max(len(mtp.moments.basic), 1) * max(neighbours, 1) * 8
     size = 2 ** int(np.floor(np.log2(max(BLOCK_BYTES / per_atom, 1))))
     return int(min(max(size, 8), 64))
 
 
-def make_site_fn(mtp: MTP):
-    """``site(params, vectors, mask, types_i, types_j) -> (V, D)`` for the atoms of one block:
-    site energies V_i = species[z_i] + sum_s moment[s] B_s (A,) and their pair derivatives
-    D_ij = dV_i/dr_ij (A, K, 3), zero in padded neighbour slots."""
+def make_site_energy_fn(mtp: MTP):
+    """``site_energies(params, batch) -> (A,)``: V_i = species[z_i] + sum_s moment[s] B_s; 0 in padding."""
     moments = make_moments_fn(mtp)
     mapping = moments.plan.mapping
 
-    def site(params, vectors, mask, types_i, types_j):
-        def total(vectors):
-            M = moments.products(moments.basic(params, vectors, mask, types_i, types_j))
-            V = params.species[types_i] + params.moment @ M[mapping]
-            return V.sum(), V
+    def site_energies(params, batch: NeighborBatch) -> jax.Array:
+        M = moments(params, batch)
+        V = params.species[batch.types_i] + params.moment @ M[mapping]
+        return jnp.where(batch.config_index < batch.n_configs, V, 0.0)
 
-        D, V = jax.grad(total, has_aux=True)(vectors)
-        return V, D * mask[..., None]
-
-    return site
-
-
-def in_blocks(fn, block: int, *arrays):
-    """``fn`` over the leading (atom) axis of ``arrays`` in blocks of ``block`` atoms
-    (``lax.map``; the last block is zero-padded), outputs concatenated and cut to length."""
-    A = arrays[0].shape[0]
-    if A <= block:
-        return fn(*arrays)
-    count = -(-A // block)
-
-    def blocks(x):
-        x = jnp.concatenate([x, jnp.zeros((count * block - A,) + x.shape[1:], x.dtype)], 0)
-        return x.reshape((count, block) + x.shape[1:])
-
-    out = jax.lax.map(jax.checkpoint(lambda xs: fn(*xs)), tuple(blocks(x) for x in arrays))
-    return jax.tree.map(lambda y: y.reshape((count * block,) + y.shape[2:])[:A], out)
+    return site_energies
 
 
 def make_efs_fn(mtp: MTP):
     """``efs(params, batch) -> dict`` with ``energy`` (C,), ``energies`` (A,), ``forces``
-    (A, 3) and ``virial`` (C, 3, 3) (MLIP PlusStress, eV), differentiable in ``params``.
-
-    Forces use D_ij = dV_i/dr_ij from one reverse pass: F_i += D_ij, F_j -= D_ij, and
-    virial = -sum_ij D_ij (outer) r_ij (REFERENCE.md section 1). Site energies and D are
-    computed in blocks of atoms (:func:`atom_block_size`).
-    """
-    site = make_site_fn(mtp)
-
-    def efs(params, batch: NeighborBatch) -> dict:
-        A, K = batch.types_j.shape
-        n = batch.n_configs
-        block = atom_block_size(mtp, K)
-        V, D = in_blocks(
-            lambda *xs: site(params, *xs), block, batch.vectors, batch.mask, batch.types_i, batch.types_j
-        )
-        V = jnp.where(batch.config_index < n, V, 0.0)
-        forces = D.sum(axis=1) - jax.ops.segment_sum(D.reshape(-1, 3), batch.index_j.reshape(-1), A + 1)[:A]
-        per_atom_virial = -jnp.einsum("akx,aky->axy", D, batch.vectors)
-        return {
-            "energy": jax.ops.segment_sum(V, batch.config_index, n + 1)[:n],
-            "energies": V,
-            "forces": forces,
-            "virial": jax.ops.segment_sum(per_atom_virial, batch.config_index, n + 1)[:n],
-        }
-
-    return efs
+    (A, 3) and ``virial`` (C, 3, 3) (MLIP PlusStress, eV), differentiable in ``params``:
+    :func:`~mlipress.models.base.efs_from_site_energies` in blocks of :func:`atom_block_size`."""
+    return efs_from_site_energies(make_site_energy_fn(mtp), lambda K: atom_block_size(mtp, K))
