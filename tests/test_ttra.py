@@ -15,17 +15,16 @@ from mlipress.cli import main
 from mlipress.compress import fit_compressed, read_compressed
 from mlipress.data import Dataset
 from mlipress.examples import make_example_dataset
-from mlipress.fit import TrainSettings, linear_solve
+from mlipress.fit import TrainSettings
 from mlipress.io import write_dataset
 from mlipress.io.mtp import read_mtp, write_mtp
 from mlipress.loss import Objective, prepare
 from mlipress.models.base import jitted_efs
-from mlipress.models.layers import Dense, TensorTrain, clip_tt_ranks, parse_radial_spec
-from mlipress.models.mtp.basis import untrained_mtp
-from mlipress.models.mtp.model import MTPParams
+from mlipress.models.layers import TensorTrain, clip_tt_ranks, parse_radial_spec
 from mlipress.optim import Growth, bfgs, mfra, minimize
 from mlipress.optim.ttra import boundary_gradient, direction, enrich, orthogonalise, rank_increments, tt_dense, ttra
 from mlipress.optim.augment import leading_triplets
+from test_compress import problem  # noqa: F401  (fixture: level-6 MTP, 5 EMT configurations)
 
 jax.config.update("jax_enable_x64", True)
 
@@ -193,17 +192,10 @@ SETTINGS = TrainSettings(max_iter=6, log_every=1, linear_solve_every=3, ftol=0.0
 
 
 @pytest.fixture(scope="module")
-def problem():
+def valid(problem):
+    """The 3 EMT configurations after the 5 of ``problem``'s training set."""
     ds, species = make_example_dataset(n_configs=8)
-    train, valid = Dataset(tuple(ds.configurations[:5]), species), Dataset(tuple(ds.configurations[5:]), species)
-    mtp = untrained_mtp(6, 3, 2.0, 5.0, 6)
-    data = prepare(train, mtp, SETTINGS.weights)
-    rng = np.random.default_rng(1)
-    params = MTPParams(Dense.from_dense(0.3 * rng.standard_normal(mtp.radial_shape)),
-                       jnp.zeros(3), jnp.zeros(mtp.moments.scalar_count), jnp.asarray(1.0))
-    params, _ = linear_solve(mtp, params, data)
-    return {"ds": train, "valid": valid, "species": species, "mtp": mtp, "trained": mtp.with_params(params),
-            "data": data}
+    return Dataset(tuple(ds.configurations[5:]), species)
 
 
 def test_ttra_fit_grows_on_schedule_monotonically(problem):
@@ -218,15 +210,16 @@ def test_ttra_fit_grows_on_schedule_monotonically(problem):
     assert Objective(problem["mtp"], problem["data"]).value(res.params) <= f[-1] * (1 + 1e-9)
 
 
-def test_mfra_auto_stops(problem):
+def test_mfra_auto_stops(problem, valid):
     s = TrainSettings(max_iter=12, log_every=0, linear_solve_every=3, ftol=0.0, gtol=0.0)
-    res = fit_compressed(problem["trained"], problem["ds"], "mfra:auto", s, valid_data=problem["valid"],
+    res = fit_compressed(problem["trained"], problem["ds"], "mfra:auto", s, valid_data=valid,
                          out=io.StringIO(), mfra_interval=2)
     st = res.state
     assert st.grown_until > 0 and res.radial.rank < 9  # max rank min(N_T^2, N_f N_b) = 9
-    assert res.rank_history[-1][0] < st.grown_until
+    assert res.rank_history[-1][0] < st.grown_until and st.iteration == 12  # the fit goes on at that rank
 
 
+@pytest.mark.slow
 def test_cli_train_and_compress_ttra(problem, tmp_path, capsys):
     data = tmp_path / "train.cfg"
     write_dataset(problem["ds"], data, species=problem["species"])
@@ -241,8 +234,9 @@ def test_cli_train_and_compress_ttra(problem, tmp_path, capsys):
     assert main(["compress", str(base), "--train", str(data), "--species", sp, "--radial", "ttra:2,3,2",
                  "--max-iter", "2", "--log-every", "0", "-o", str(comp)]) == 0
     for path, ranks in ((out, (2, 4, 2)), (comp, (2, 3, 2))):
-        mtp, params = read_compressed(path)
+        mtp, params, header = read_compressed(path)
         assert isinstance(params.radial, TensorTrain) and params.radial.rank == ranks
+        assert header["kind"] == "tt" and header["spec"].startswith("ttra:")
         dense = read_mtp(path)
         batch = prepare(problem["ds"], dense, SETTINGS.weights).chunks[0].batch
         a = jitted_efs(dense)(dense.params(), batch)

@@ -1,4 +1,4 @@
-"""Fitting compressed MTPs: MF, R-MF, TF and MFRA (sections II.C-D of the paper, Algorithm 1).
+"""Fitting compressed MTPs: MF, R-MF, TF, MFRA and TTRA (sections II.C-D of the paper, Algorithm 1).
 
 :func:`fit_compressed` fits the coefficients ``{radial, species, moment}`` of an MTP whose
 radial tensor ``C`` (eq. (5)) is parametrised according to a spec (:func:`mlipress.models.layers.
@@ -21,6 +21,13 @@ parse_radial_spec`):
   ``xi = [species | moment]`` and ``X = to_matrix(C)`` (the (N_T^2, N_f N_b) unfolding).
 - ``mfra:RMAX``: MF with rank augmentation (Algorithm 1, section II.D.3), paper defaults
   ``r_min = 2``, ``delta_r = 2``, interval ``"auto"`` (4% of ``max_iter``).
+- ``ttra:R1,R2,R3``: TF with TT-rank augmentation (:mod:`mlipress.optim.ttra`): the TF fit
+  above (same BFGS, preconditioner and exact solves) started at ranks ``min(2, R_k)``, each TT
+  boundary enlarged by up to 2 every s iterations (MFRA's defaults) up to ``R_k``.
+- ``mfra:auto``, ``ttra:auto``: the same, growing towards the largest ranks the shape allows
+  while the validation loss decreases between augmentation points (or, without validation
+  data, while the training loss decreases by more than :data:`AUTO_TRAIN_TOL`);
+  ``growth_tol`` sets the tolerance, also for explicit maxima (:class:`mlipress.optim.augment.Growth`).
 
 With ``settings.variable_projection`` (the default) every method optimises the radial part
 only, the species and moment coefficients being solved exactly at every evaluation
@@ -89,7 +96,7 @@ AUTO_TRAIN_TOL = 1e-2
 @dataclass(frozen=True, eq=False)
 class CompressedResult(TrainResult):
     """:class:`TrainResult` plus ``spec`` (the parsed :class:`RadialSpec`), ``radial`` (the fitted
-    parametrisation, also ``params.radial``) and, for MFRA, ``rank_history`` ((k, r), ...)."""
+    parametrisation, also ``params.radial``) and, for MFRA / TTRA, ``rank_history`` ((k, r), ...)."""
 
     spec: RadialSpec | None = None
     radial: Any = None

@@ -203,7 +203,7 @@ def rank_adaptive(
         m = float(growth.monitor(state.params)) if growth.monitor is not None else float(state.value)
         prev = state.monitor
         if np.isfinite(prev) and not (prev - m > growth.tol * abs(prev)):
-            return False, state._replace(can_stop=True, grown_until=k, monitor=m)
+            return False, state._replace(can_stop=True, grown_until=k)
         return True, state._replace(monitor=m)
 
     def grow(state, k):

@@ -34,7 +34,7 @@ import numpy as np
 from mlipress.optim.augment import Growth, rank_adaptive, resolve_interval, leading_triplets, search_along
 from mlipress.optim.bfgs import Optimizer
 
-__all__ = ["ttra", "tt_dense", "orthogonalise", "enrich", "direction", "boundary_gradient", "rank_increments"]
+__all__ = ["ttra", "tt_dense", "orthogonalise", "enrich", "balance", "direction", "boundary_gradient", "rank_increments"]
 
 
 def tt_dense(cores) -> np.ndarray:
@@ -89,15 +89,19 @@ def boundary_gradient(G, k: int, grad: np.ndarray) -> np.ndarray:
 
 
 def enrich(G, k: int, UD: np.ndarray, SD: np.ndarray, VD: np.ndarray, t: float) -> list[np.ndarray]:
-    """The TT with boundary k enlarged by ``dr = len(SD)``: ``G_k <- [G_k | -t U_D S^{1/2}]``,
-    ``G_{k+1} <- [G_{k+1}; S^{1/2} V_D^T]``. It represents ``C - t L U_D S V_D^T R``, exactly the
-    old tensor at ``t = 0``."""
+    """The TT with boundary k enlarged by ``dr = len(SD)``: ``G_k <- [G_k | -a U_D S^{1/2}]``,
+    ``G_{k+1} <- [G_{k+1}; b S^{1/2} V_D^T]`` with ``a b = t``. It represents
+    ``C - t L U_D S V_D^T R``, exactly the old tensor at ``t = 0``. For ``t > 0`` the step is
+    split evenly (``a = b = sqrt(t)``: no block orders of magnitude larger than its partner,
+    which BFGS on the cores would pay for); at ``t = 0`` ``a = 0, b = 1``, so the gradient with
+    respect to the new block of ``G_k`` is not zero and BFGS can still move it."""
     G = list(G)
     r0, n0, _ = G[k].shape
     _, n1, r1 = G[k + 1].shape
     sq = np.sqrt(SD)
-    A = (-t * UD * sq).reshape(r0, n0, -1)
-    B = (VD * sq).T.reshape(-1, n1, r1)
+    a, b = (np.sqrt(t), np.sqrt(t)) if t > 0.0 else (t, 1.0)
+    A = (-a * UD * sq).reshape(r0, n0, -1)
+    B = (b * VD * sq).T.reshape(-1, n1, r1)
     G[k] = np.concatenate([G[k], A], axis=2)
     G[k + 1] = np.concatenate([G[k + 1], B], axis=0)
     return G
@@ -110,6 +114,17 @@ def direction(G, k: int, UD: np.ndarray, SD: np.ndarray, VD: np.ndarray) -> np.n
     _, n1, r1 = G[k + 1].shape
     W = ((UD * SD) @ VD.T).reshape(r0, n0, n1, r1)
     return np.einsum("xa,aijc,cy->xijy", L, W, R).reshape(tuple(g.shape[1] for g in G))
+
+
+def balance(G) -> list[np.ndarray]:
+    """The same TT with every core of the same Frobenius norm (each scaled by a positive
+    factor, the factors multiplying to 1): the orthogonalisation sweeps leave the whole norm
+    in the cores at the last boundary, a gauge Euclidean BFGS on the cores is slow in."""
+    norms = np.array([np.linalg.norm(g) for g in G])
+    if not np.all(norms > 0.0):
+        return list(G)
+    mean = np.exp(np.mean(np.log(norms)))
+    return [g * (mean / n) for g, n in zip(G, norms)]
 
 
 def rank_increments(ranks, modes, r_max, delta_r: int, k: int) -> int:
@@ -191,7 +206,8 @@ def ttra(
                 f, grad = f_t, None
         if not steps:
             return None
-        return with_cores(params, tuple(G)), with_cores(params, tuple(zero)), _ranks(G), tuple(steps), n_evals
+        return (with_cores(params, tuple(balance(G))), with_cores(params, tuple(zero)), _ranks(G), tuple(steps),
+                n_evals)
 
     def is_max(ranks):
         return all(r >= m for r, m in zip(ranks, r_max))
