@@ -233,7 +233,8 @@ def test_max_iter_is_the_number_of_iterations(problem, spec):
     assert iters == [1, 2, 3, 4, 5], spec
 
 
-@pytest.mark.parametrize("spec", ["mf:2", "tt:2,2,2", "rmf:2", "mfra:4"])
+# ttra:3,6,4 grows (2,2,2) -> (3,4,4) at 2 and -> (3,6,4) at 4, after the resume from iteration 2
+@pytest.mark.parametrize("spec", ["mf:2", "tt:2,2,2", "rmf:2", "mfra:4", "ttra:3,6,4"])
 def test_compressed_fit_checkpoints_and_resumes_bit_identically(problem, spec, tmp_path):
     s = dataclasses.replace(SETTINGS, max_iter=6, log_every=1, gtol=0.0)
     a = fit_compressed(problem["trained"], problem["ds"], spec, s, out=io.StringIO(), mfra_interval=2)
@@ -249,4 +250,6 @@ def test_compressed_fit_checkpoints_and_resumes_bit_identically(problem, spec, t
     for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
         assert np.array_equal(np.asarray(x), np.asarray(y)), spec
     assert a.rank_history == b.rank_history
+    if spec == "ttra:3,6,4":
+        assert a.rank_history == ((0, (2, 2, 2)), (2, (3, 4, 4)), (4, (3, 6, 4)))
     assert [r["f"] for r in a.history if r["event"] == "progress"] == [r["f"] for r in b.history if r["event"] == "progress"]

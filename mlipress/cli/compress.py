@@ -4,8 +4,10 @@
         --radial mf:8 -o compressed.mtp
     mlipress compress trained.mtp --train train.cfg --radial tt --fraction 0.5 -o half.mtp
 
-``--radial``: ``mf:R`` | ``rmf:R`` | ``tt:R1,R2,R3`` | ``mfra:RMAX`` | ``dense`` (sections
-II.C-D of the paper); with ``--fraction F`` the rank may be left out (``mf``, ``tt``, ...) and
+``--radial``: ``mf:R`` | ``rmf:R`` | ``tt:R1,R2,R3`` | ``mfra:RMAX`` | ``ttra:R1,R2,R3`` |
+``mfra:auto`` | ``ttra:auto`` | ``dense`` (sections II.C-D of the paper; ``auto``: grow the rank
+while the validation loss decreases between augmentation points, or without ``--valid`` while
+the training loss decreases by more than 1% between them); with ``--fraction F`` the rank may be left out (``mf``, ``tt``, ...) and
 is chosen so that the radial part keeps ~F of the dense parameter count
 (:func:`mlipress.models.layers.rank_for_compression`). Writes ``-o X.mtp`` (standard dense ``.mtp``,
 usable by ``mlipress evaluate``) and ``X.mtp.factors.npz`` (the factors,
@@ -23,12 +25,14 @@ from mlipress.cli.common import read_data, species_option
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("compress", help="compress a trained MTP's radial tensor (MF, R-MF, TT, MFRA) and refit")
+    p = subparsers.add_parser("compress", help="compress a trained MTP's radial tensor (MF, R-MF, TT, MFRA, TTRA) and refit")
     p.add_argument("potential", help="trained .mtp to compress (or an untrained one to fit in compressed form)")
     p.add_argument("--train", required=True, help="training configurations")
     p.add_argument("--valid", help="validation configurations (errors before/after)")
     species_option(p)
-    p.add_argument("--radial", required=True, help="dense | mf:R | rmf:R | tt:R1,R2,R3 | mfra:RMAX (rank optional with --fraction)")
+    p.add_argument("--radial", required=True, help="dense | mf:R | rmf:R | tt:R1,R2,R3 | mfra:RMAX | ttra:R1,R2,R3 | mfra:auto | ttra:auto "
+                   "(auto: grow while the validation loss decreases, or without --valid while the training "
+                   "loss gains > 1%% per augmentation; rank optional with --fraction)")
     p.add_argument("--fraction", type=float, help="pick the rank keeping ~this fraction of radial parameters (0.5 = 50%%)")
     p.add_argument("--max-iter", dest="max_iter", type=int, default=500, help="optimiser iterations (default 500)")
     p.add_argument("--seed", type=int, default=0, help="random seed (untrained start; default 0)")
@@ -89,7 +93,8 @@ def run(args) -> int:
     out = Path(args.output)
     mtp_path, side = write_compressed(out, mtp, res.params, spec=str(spec))
     n = res.radial.num_params
-    print(f"radial parameters: base {base_n}, compressed {n} ({100.0 * (1.0 - n / base_n):.1f}% compression)")
+    print(f"radial parameters: base {base_n}, compressed {n} ({100.0 * (1.0 - n / base_n):.1f}% compression)"
+          + (f", final rank {res.radial.rank}" if spec.grows else ""))
     print(f"{which} errors after:  {_fmt_err(rmse(mtp, res.params, eval_set))}")
     print(f"wrote {mtp_path} and {side} ({time.perf_counter() - t0:.1f} s)")
     return 0

@@ -15,7 +15,10 @@ component (MLIP-2) and per atom vector (MLIP-3).
 
 ``--radial SPEC`` fits a compressed MTP (sections II.C-D of the paper) with
 :func:`mlipress.compress.fit_compressed`: ``mf:R`` / ``tt:R1,R2,R3`` (BFGS over the factors),
-``rmf:R`` (Riemannian BFGS), ``mfra:RMAX`` (rank augmentation). The output is the standard
+``rmf:R`` (Riemannian BFGS), ``mfra:RMAX`` (rank augmentation), ``ttra:R1,R2,R3`` (TT-rank
+augmentation); ``mfra:auto`` / ``ttra:auto`` grow while the validation loss (with --valid or
+--valid-fraction) decreases between augmentation points, or else while the training loss
+decreases by more than 1% between them. The output is the standard
 dense ``.mtp`` plus the factors in ``OUTPUT.factors.npz`` (:func:`mlipress.compress.
 write_compressed`); with ``--ensemble K`` each member gets its own pair of files.
 """
@@ -67,7 +70,9 @@ _OPTIONS: dict[str, tuple[type, object, str]] = {
     "checkpoint_every": (int, None, "checkpoint period (default 50 when --checkpoint is given)"),
     "max_atoms": (int, 2048, "atoms per evaluation chunk (memory bound)"),
     "output": (str, None, "output .mtp (with --ensemble K: OUTPUT.0.mtp ... and OUTPUT.summary.json)"),
-    "radial": (str, "dense", "radial parametrisation: dense | mf:R | rmf:R | tt:R1,R2,R3 | mfra:RMAX "
+    "radial": (str, "dense", "radial parametrisation: dense | mf:R | rmf:R | tt:R1,R2,R3 | mfra:RMAX | ttra:R1,R2,R3 | "
+               "mfra:auto | ttra:auto (auto: grow the rank while the validation loss decreases, or without "
+               "validation data while the training loss gains > 1%% per augmentation) "
                "(compressed fits also write OUTPUT.factors.npz; default dense)"),
 }
 _FLAGS = {
@@ -255,7 +260,7 @@ def _train_compressed(mtp, data, valid, spec, settings, o, out_path: Path, t0: f
         n = res.radial.num_params
         print(f"wrote {mtp_path} and {side}: {spec}, radial parameters {n} of {base_n} "
               f"({100.0 * (1.0 - n / base_n):.1f}% compression)" + (f", final rank {res.radial.rank}"
-                                                                     if spec.kind == "mfra" else ""))
+                                                                     if spec.grows else ""))
         paths.append(str(mtp_path))
         seeds.append(seed)
         if k == 1:

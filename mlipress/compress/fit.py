@@ -1,4 +1,4 @@
-"""Fitting compressed MTPs: MF, R-MF, TF and MFRA (sections II.C-D of the paper, Algorithm 1).
+"""Fitting compressed MTPs: MF, R-MF, TF, MFRA and TTRA (sections II.C-D of the paper, Algorithm 1).
 
 :func:`fit_compressed` fits the coefficients ``{radial, species, moment}`` of an MTP whose
 radial tensor ``C`` (eq. (5)) is parametrised according to a spec (:func:`mlipress.models.layers.
@@ -21,6 +21,13 @@ parse_radial_spec`):
   ``xi = [species | moment]`` and ``X = to_matrix(C)`` (the (N_T^2, N_f N_b) unfolding).
 - ``mfra:RMAX``: MF with rank augmentation (Algorithm 1, section II.D.3), paper defaults
   ``r_min = 2``, ``delta_r = 2``, interval ``"auto"`` (4% of ``max_iter``).
+- ``ttra:R1,R2,R3``: TF with TT-rank augmentation (:mod:`mlipress.optim.ttra`): the TF fit
+  above (same BFGS, preconditioner and exact solves) started at ranks ``min(2, R_k)``, each TT
+  boundary enlarged by up to 2 every s iterations (MFRA's defaults) up to ``R_k``.
+- ``mfra:auto``, ``ttra:auto``: the same, growing towards the largest ranks the shape allows
+  while the validation loss decreases between augmentation points (or, without validation
+  data, while the training loss decreases by more than :data:`AUTO_TRAIN_TOL`);
+  ``growth_tol`` sets the tolerance, also for explicit maxima (:class:`mlipress.optim.augment.Growth`).
 
 With ``settings.variable_projection`` (the default) every method optimises the radial part
 only, the species and moment coefficients being solved exactly at every evaluation
@@ -55,9 +62,11 @@ import numpy as np
 
 from mlipress.loss import Objective
 from mlipress.models.mtp.model import MTP
-from mlipress.optim import bfgs, mfra, rbfgs
+from mlipress.optim import bfgs, mfra, rbfgs, ttra
+from mlipress.optim.augment import Growth
 from mlipress.optim import fixed_rank as fr
-from mlipress.models.layers import Dense, MatrixFactorized, RadialSpec, from_matrix, parse_radial_spec, to_matrix
+from mlipress.models.layers import (Dense, MatrixFactorized, RadialSpec, TensorTrain, clip_tt_ranks, from_matrix,
+                                    parse_radial_spec, to_matrix)
 from mlipress.fit import TrainResult, TrainSettings, scaling_search, train
 from mlipress.fit.projection import optimisation_target
 from mlipress.fit.trainer import FitProblem, exact_solve, fit, prepare_sets, preconditioner
@@ -70,17 +79,24 @@ __all__ = [
     "join_xi",
     "MFRA_R_MIN",
     "MFRA_DELTA_R",
+    "AUTO_VALID_TOL",
+    "AUTO_TRAIN_TOL",
 ]
 
 #: Paper defaults of Algorithm 1 (supplementary recommendations): initial rank and increment.
 MFRA_R_MIN = 2
 MFRA_DELTA_R = 2
+#: ``mfra:auto`` / ``ttra:auto``: grow while the validation loss decreases at all between two
+#: augmentation points, or, without a validation set, while the training loss decreases by more
+#: than 1% (relative) between them (:class:`mlipress.optim.augment.Growth`).
+AUTO_VALID_TOL = 0.0
+AUTO_TRAIN_TOL = 1e-2
 
 
 @dataclass(frozen=True, eq=False)
 class CompressedResult(TrainResult):
     """:class:`TrainResult` plus ``spec`` (the parsed :class:`RadialSpec`), ``radial`` (the fitted
-    parametrisation, also ``params.radial``) and, for MFRA, ``rank_history`` ((k, r), ...)."""
+    parametrisation, also ``params.radial``) and, for MFRA / TTRA, ``rank_history`` ((k, r), ...)."""
 
     spec: RadialSpec | None = None
     radial: Any = None
@@ -175,28 +191,37 @@ def _start(x0, spec, mtp):
     return lambda: (x0, [], f"{'compressing a trained' if mtp.trained else 'untrained'} potential: {spec}")
 
 
-def _fit_factored(mtp, data, valid, spec, s, out, callback, **_) -> CompressedResult:
-    """MF, TF (any layer without an optimiser of its own): BFGS over species, moment and the
-    factors; every ``linear_solve_every``
-    iterations an exact solve of species + moment with the factors unchanged, kept only if
-    ``f`` does not increase (BFGS is reset then), and one at the end."""
-    obj = Objective(mtp, data)
-    target, current = optimisation_target(obj, s.variable_projection)
+def _factored_optimiser(obj: Objective, target, s):
+    """BFGS over the model parameters (species, moment and the layer's factors), started from
+    the inverse Gauss-Newton diagonal, and the ``between`` step of MF/TF: every
+    ``linear_solve_every`` iterations an exact solve of species + moment with the factors
+    unchanged, kept only if ``f`` does not increase (the optimiser is reset then)."""
     opt = bfgs(target.value_and_grad, target.value, precondition=preconditioner(obj, s))
-    p0 = initial_compressed_params(mtp, data, spec, s)
     every = s.linear_solve_every
 
-    def between(state, it):
-        if every and it % every == 0:
-            p, _, kind = exact_solve(obj, state.params, state.value)
-            if kind != "kept":
-                return opt.reset(state, p), {"event": "linear_solve", "kind": kind, "f": state.value}, False
-        return state, None, False
+    def between(reset):
+        def run(state, it):
+            if every and it % every == 0:
+                p, _, kind = exact_solve(obj, state.params, state.value)
+                if kind != "kept":
+                    return reset(state, p), {"event": "linear_solve", "kind": kind, "f": state.value}, False
+            return state, None, False
+        return run
 
     def polish(params):  # MLIP ends on an exact solve
         return exact_solve(obj, params, obj.value(params))[0] if every else params
 
-    problem = FitProblem(mtp, opt, _start(p0, spec, mtp), lambda: p0, to_params=current, between=between)
+    return opt, between, polish
+
+
+def _fit_factored(mtp, data, valid, spec, s, out, callback, **_) -> CompressedResult:
+    """MF, TF (any layer without an optimiser of its own): :func:`_factored_optimiser` over the
+    spec's layer at its rank, and one exact solve at the end."""
+    obj = Objective(mtp, data)
+    target, current = optimisation_target(obj, s.variable_projection)
+    opt, between, polish = _factored_optimiser(obj, target, s)
+    p0 = initial_compressed_params(mtp, data, spec, s)
+    problem = FitProblem(mtp, opt, _start(p0, spec, mtp), lambda: p0, to_params=current, between=between(opt.reset))
     return _fit(problem, data, valid, spec, s, out, callback, polish)
 
 
@@ -231,23 +256,82 @@ def _point_to_mf(point, shape) -> MatrixFactorized:
     return MatrixFactorized.checked(U, V, shape)
 
 
-def _fit_mfra(mtp, data, valid, spec, s, out, callback, mfra_interval="auto") -> CompressedResult:
+def _growth(spec, valid, mtp, to_params, growth_tol) -> Growth | None:
+    """The :class:`~mlipress.optim.augment.Growth` rule of a rank-adaptive fit: for a spec rank
+    ``auto``, or when ``growth_tol`` is given. The monitored loss is the validation loss when a
+    validation set is given (default tolerance :data:`AUTO_VALID_TOL`), the training loss
+    otherwise (:data:`AUTO_TRAIN_TOL`)."""
+    if spec.rank != "auto" and growth_tol is None:
+        return None
+    if valid is None:
+        return Growth(AUTO_TRAIN_TOL if growth_tol is None else float(growth_tol))
+    valid_obj = Objective(mtp, valid)
+    return Growth(AUTO_VALID_TOL if growth_tol is None else float(growth_tol),
+                  lambda x: valid_obj.value(to_params(x)))
+
+
+def _max_rank(spec, shape):
+    """The spec's maximal rank, the largest the layer allows for ``auto`` (clipped TT ranks)."""
+    if spec.rank == "auto":
+        return spec.layer.rank_candidates(shape)[-1]
+    if isinstance(spec.rank, tuple):
+        return clip_tt_ranks(shape, spec.rank)
+    return spec.rank
+
+
+def _rank_history(res: CompressedResult) -> CompressedResult:
+    as_rank = lambda r: tuple(int(x) for x in r) if isinstance(r, tuple) else int(r)  # noqa: E731
+    return replace(res, rank_history=tuple((int(k), as_rank(r)) for k, r in res.state.rank_history))
+
+
+def _per_step(state) -> dict:
+    return {"rank": list(state.rank) if isinstance(state.rank, tuple) else int(state.rank)}
+
+
+def _fit_mfra(mtp, data, valid, spec, s, out, callback, mfra_interval="auto", growth_tol=None) -> CompressedResult:
     obj, finish = optimisation_target(Objective(mtp, data), s.variable_projection)
     p0 = initial_compressed_params(mtp, data, spec, s)
     shape = mtp.radial_shape
     vg, v = rmf_objective(obj, p0)
-    r_min = spec.initial_rank(MFRA_R_MIN)
-    opt = mfra(vg, r_max=spec.rank, r_min=r_min, delta_r=MFRA_DELTA_R, interval=mfra_interval,
-               max_iter=max(s.max_iter, 1), value_dense=v)
-    x0 = {"xi": join_xi(p0), "U": p0.radial.U, "V": p0.radial.V}
 
     def to_params(p):
         return finish(p0.replace(radial=MatrixFactorized.checked(p["U"], p["V"], shape)).with_linear(jnp.asarray(p["xi"])))
 
-    problem = FitProblem(mtp, opt, _start(x0, spec, mtp), lambda: x0, to_params=to_params,
-                         per_step=lambda st: {"rank": int(st.rank)})
-    res = _fit(problem, data, valid, spec, s, out, callback)
-    return replace(res, rank_history=tuple((int(k), int(r)) for k, r in res.state.rank_history))
+    opt = mfra(vg, r_max=_max_rank(spec, shape), r_min=spec.initial_rank(MFRA_R_MIN), delta_r=MFRA_DELTA_R,
+               interval=mfra_interval, max_iter=max(s.max_iter, 1), value_dense=v,
+               growth=_growth(spec, valid, mtp, to_params, growth_tol))
+    x0 = {"xi": join_xi(p0), "U": p0.radial.U, "V": p0.radial.V}
+    problem = FitProblem(mtp, opt, _start(x0, spec, mtp), lambda: x0, to_params=to_params, per_step=_per_step)
+    return _rank_history(_fit(problem, data, valid, spec, s, out, callback))
+
+
+def _fit_ttra(mtp, data, valid, spec, s, out, callback, mfra_interval="auto", growth_tol=None) -> CompressedResult:
+    """TTRA (:mod:`mlipress.optim.ttra`): the TF fit of :func:`_fit_factored` (same BFGS,
+    preconditioner and exact solves) started at TT ranks ``min(2, R_k)``, with TT-rank
+    augmentation by ``MFRA_DELTA_R`` per boundary every s iterations up to the spec's ranks."""
+    obj = Objective(mtp, data)
+    target, current = optimisation_target(obj, s.variable_projection)
+    inner, between, polish = _factored_optimiser(obj, target, s)
+    p0 = initial_compressed_params(mtp, data, spec, s)
+
+    def with_dense(params, C):
+        return params.replace(radial=Dense(jnp.asarray(C, dtype=jnp.float64)))
+
+    def value_and_grad_dense(params, C):
+        f, g = target.value_and_grad(with_dense(params, C))
+        return f, np.asarray(g.radial.C)
+
+    def with_cores(params, cores):
+        return params.replace(radial=TensorTrain(tuple(jnp.asarray(g) for g in cores)))
+
+    opt = ttra(inner, value_and_grad_dense, r_max=_max_rank(spec, mtp.radial_shape), delta_r=MFRA_DELTA_R,
+               interval=mfra_interval, max_iter=max(s.max_iter, 1),
+               value_dense=lambda params, C: target.value(with_dense(params, C)),
+               cores_of=lambda params: params.radial.cores, with_cores=with_cores,
+               growth=_growth(spec, valid, mtp, current, growth_tol))
+    problem = FitProblem(mtp, opt, _start(p0, spec, mtp), lambda: p0, to_params=current,
+                         between=between(opt.reset), per_step=_per_step)
+    return _rank_history(_fit(problem, data, valid, spec, s, out, callback, polish))
 
 
 # ------------------------------------------------------------------------------------------
@@ -256,18 +340,23 @@ def _fit_mfra(mtp, data, valid, spec, s, out, callback, mfra_interval="auto") ->
 
 #: Spec kinds fitted by an optimiser of their own. Every other spec kind but ``dense`` (the
 #: dense trainer) is a layer fitted by Euclidean BFGS over its factors (:func:`_fit_factored`).
-_OPTIMISERS = {"rmf": _fit_rmf, "mfra": _fit_mfra}
+_OPTIMISERS = {"rmf": _fit_rmf, "mfra": _fit_mfra, "ttra": _fit_ttra}
 
 
 
 def fit_compressed(mtp: MTP, train_data, spec: RadialSpec | str, settings: TrainSettings = TrainSettings(),
-                   valid_data=None, out=None, mfra_interval="auto", callback=None) -> CompressedResult:
+                   valid_data=None, out=None, mfra_interval="auto", callback=None,
+                   growth_tol: float | None = None) -> CompressedResult:
     """Fit ``mtp`` with the radial tensor parametrised by ``spec`` (see the module docstring).
 
     ``mtp``: trained (compression of a fitted potential: truncated SVD / TT-SVD, then refit) or
     untrained (random factors + scaling search). ``settings``: :class:`TrainSettings`
     (``max_iter``, ``seed``, ``linear_solve_every``, tolerances, weights, logging).
-    ``mfra_interval``: Algorithm 1's s ("auto" = 4% of ``max_iter``, paper default).
+    ``mfra_interval``: Algorithm 1's s for MFRA and TTRA ("auto" = 4% of ``max_iter``, paper
+    default). ``growth_tol``: for MFRA/TTRA, stop growing the rank once the monitored loss (the
+    validation loss if ``valid_data`` is given, else the training loss) decreased by at most
+    this fraction since the previous augmentation (default: only for a spec rank ``auto``, with
+    :data:`AUTO_VALID_TOL` / :data:`AUTO_TRAIN_TOL`).
     ``callback(record)`` at every log point, True stops (as in :func:`mlipress.fit.train`).
     Returns a :class:`CompressedResult` whose ``params.radial`` is the fitted parametrisation.
     """
@@ -280,4 +369,4 @@ def fit_compressed(mtp: MTP, train_data, spec: RadialSpec | str, settings: Train
                                 radial=res.params.radial)
     data, valid = prepare_sets(mtp, train_data, valid_data, settings)
     fitter = _OPTIMISERS.get(spec.kind, _fit_factored)
-    return fitter(mtp, data, valid, spec, settings, out, callback, mfra_interval=mfra_interval)
+    return fitter(mtp, data, valid, spec, settings, out, callback, mfra_interval=mfra_interval, growth_tol=growth_tol)

@@ -3,7 +3,7 @@ JSON header in one ``.npz``, written atomically.
 
 Contract: :func:`save` writes every array of the state exactly (float64 bits), every scalar
 exactly (``repr`` of floats), and the nesting of NamedTuples, tuples, lists and dicts (BFGS's
-inverse Hessian, R-BFGS's frame, MFRA's inner BFGS state and rank history alike).
+inverse Hessian, R-BFGS's frame, MFRA's and TTRA's inner BFGS state and rank history alike).
 Registered pytrees without a structure of their own in the file (a model's ``Params``) are
 stored as their leaves and rebuilt with the structure of a *template* state, the state a fresh
 start of the same fit makes (:func:`load`). So a resumed fit continues from bit-identical
@@ -64,7 +64,7 @@ def _state_types() -> dict:
     """The NamedTuple types of the optimiser states, by name."""
     import importlib
 
-    modules = [importlib.import_module(f"mlipress.optim.{m}") for m in ("bfgs", "fixed_rank", "mfra", "rbfgs")]
+    modules = [importlib.import_module(f"mlipress.optim.{m}") for m in ("augment", "bfgs", "fixed_rank", "mfra", "rbfgs")]
     return {name: obj for mod in modules for name, obj in vars(mod).items()
             if isinstance(obj, type) and issubclass(obj, tuple) and hasattr(obj, "_fields")}
 

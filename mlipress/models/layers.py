@@ -48,10 +48,12 @@ and truncated starts and the Euclidean BFGS fit of :mod:`mlipress.compress.fit` 
 
 Specs
 -----
-Command-line strings (``dense``, ``mf:R``, ``rmf:R``, ``tt:R1,R2,R3``, ``mfra:RMAX``) are
-parsed by :func:`parse_radial_spec` into a :class:`RadialSpec`. Every layer kind is a spec kind;
+Command-line strings (``dense``, ``mf:R``, ``rmf:R``, ``tt:R1,R2,R3``, ``mfra:RMAX``,
+``ttra:R1,R2,R3``, ``mfra:auto``, ``ttra:auto``) are parsed by :func:`parse_radial_spec` into a
+:class:`RadialSpec`. Every layer kind is a spec kind;
 :func:`register_spec_kind` adds the kinds that fit a layer with another optimiser (``rmf``:
-Riemannian BFGS of an MF layer, ``mfra``: MF with rank augmentation). :func:`layer_for` gives
+Riemannian BFGS of an MF layer, ``mfra``: MF with rank augmentation, ``ttra``: TT with
+TT-rank augmentation). :func:`layer_for` gives
 a spec's layer class.
 """
 
@@ -381,8 +383,8 @@ def register_spec_kind(name: str, layer_kind: str, what: str | None = None, form
     if name in _SPEC_KINDS:
         raise ValueError(f"radial spec kind {name!r} is already registered")
     layer = _LAYERS[layer_kind]
-    _SPEC_KINDS[name] = _SpecKind(layer, what or layer.rank_what, layer.spec_help(name, form or layer.rank_form),
-                                  grows)
+    text = layer.spec_help(name, form or layer.rank_form) + (f" or '{name}:auto'" if grows else "")
+    _SPEC_KINDS[name] = _SpecKind(layer, what or layer.rank_what, text, grows)
 
 
 def register_layer(cls):
@@ -800,6 +802,10 @@ class TensorTrain(RadialLayer):
         return f"'{name}:{form}' (or '{name}:R')"
 
 
+# a TT layer fitted with TT-rank augmentation (mlipress.optim.ttra)
+register_spec_kind("ttra", "tt", what="maximal TT rank", form="R1,R2,R3", grows=True)
+
+
 def compression(param) -> float:
     """``1 - num_params / prod(shape)``: 0 for dense, 0.5 for half the parameters."""
     return 1.0 - param.num_params / math.prod(param.shape)
@@ -820,11 +826,13 @@ class RadialSpec:
 
     ``kind``: a registered spec kind: ``"dense"`` (rank None), ``"mf"`` (fixed-rank MF, rank
     int), ``"rmf"`` (Riemannian MF, rank int), ``"tt"`` (TT, rank ``(r1, r2, r3)``), ``"mfra"``
-    (MF with rank augmentation up to ``rank`` = RMAX). ``layer`` is its layer class.
+    (MF with rank augmentation up to ``rank`` = RMAX), ``"ttra"`` (TT with rank augmentation
+    up to ``rank`` = ``(R1, R2, R3)``). A kind whose rank grows (``grows``) also takes ``rank =
+    "auto"``: grow while it pays (:mod:`mlipress.compress.fit`). ``layer`` is its layer class.
     """
 
     kind: str
-    rank: int | tuple[int, ...] | None = None
+    rank: int | tuple[int, ...] | str | None = None
 
     def __str__(self) -> str:
         if self.rank is None:
@@ -835,11 +843,22 @@ class RadialSpec:
     def layer(self) -> type:
         return layer_for(self)
 
+    @property
+    def grows(self) -> bool:
+        """The rank grows during the fit (``mfra``, ``ttra``): ``rank`` is a maximum or "auto"."""
+        return _spec_kind(self.kind).grows
+
     def initial_rank(self, r_min: int = 1):
-        """The rank a fit starts from: ``rank``, or ``min(r_min, rank)`` for a kind whose rank
-        grows during the fit (``mfra``)."""
-        entry = _spec_kind(self.kind)
-        return min(r_min, self.rank) if entry.grows else self.rank
+        """The rank a fit starts from: ``rank``, or for a kind whose rank grows during the fit
+        (``mfra``, ``ttra``) ``min(r_min, rank)`` (per TT boundary; ``r_min`` for "auto")."""
+        if not self.grows:
+            return self.rank
+        start = self.layer.parse_rank(str(r_min), self.kind, "r_min")
+        if self.rank == "auto":
+            return start
+        if isinstance(self.rank, tuple):
+            return tuple(min(a, b) for a, b in zip(start, self.rank))
+        return min(start, self.rank)
 
 
 def _spec_kind(kind: str) -> _SpecKind:
@@ -858,8 +877,8 @@ def layer_for(spec: RadialSpec | str) -> type:
 
 
 def parse_radial_spec(spec: str) -> RadialSpec:
-    """Parse ``dense``, ``mf:R``, ``rmf:R``, ``tt:R1,R2,R3``, ``mfra:RMAX`` (case-insensitive),
-    or any other registered spec kind.
+    """Parse ``dense``, ``mf:R``, ``rmf:R``, ``tt:R1,R2,R3``, ``mfra:RMAX``, ``ttra:R1,R2,R3``,
+    ``mfra:auto``, ``ttra:auto`` (case-insensitive), or any other registered spec kind.
 
     ``tt:R`` is accepted as shorthand for ``tt:R,R,R`` (the paper's ``r1 = r2 = r3 = r``).
     Raises ``ValueError`` with the accepted forms on anything else.
@@ -871,7 +890,8 @@ def parse_radial_spec(spec: str) -> RadialSpec:
     if entry is None:
         raise ValueError(f"unknown radial spec {spec!r}; {_spec_help()}")
     try:
-        rank = entry.layer.parse_rank(arg.strip(), kind.strip(), entry.what)
+        auto = entry.grows and arg.strip() == "auto"
+        rank = "auto" if auto else entry.layer.parse_rank(arg.strip(), kind.strip(), entry.what)
     except ValueError as e:
         raise ValueError(f"radial spec {spec!r}: {e}; {_spec_help()}") from None
     return RadialSpec(kind.strip(), rank)

@@ -8,6 +8,8 @@ immutable NamedTuple state (``params, value, prev_value, grad_norm, n_evals, ite
 - :func:`rbfgs` -- Riemannian BFGS on R^{n_xi} x M_r (Algorithm 2 of the supplementary material,
   R-MF), built on :mod:`mlipress.optim.fixed_rank` (Propositions IV.1 / IV.2).
 - :func:`mfra` -- BFGS on (xi, U, V) with rank augmentation (Algorithm 1, MFRA).
+- :func:`ttra` -- any optimiser over tensor-train cores with TT-rank augmentation (TTRA);
+  both run the loop of :mod:`.augment` (:func:`augment.rank_adaptive`).
 
 :mod:`.loop`: :func:`iterate`, the one loop, and :func:`stop_reason`, the one set of stopping
 rules (:class:`StopRules`), under which the fitting workflow and :func:`minimize` run.
@@ -19,6 +21,8 @@ from mlipress.optim.loop import StopRules, converged, iterate, minimize, stop_re
 from mlipress.optim.fixed_rank import FixedRankPoint
 from mlipress.optim.mfra import Augmentation, MFRAState, mfra, random_factors
 from mlipress.optim.rbfgs import RBFGSState, rbfgs
+from mlipress.optim.augment import Growth, RankAdaptState
+from mlipress.optim.ttra import ttra
 
 __all__ = [
     "Optimizer",
@@ -31,6 +35,9 @@ __all__ = [
     "bfgs_update",
     "rbfgs",
     "mfra",
+    "ttra",
+    "Growth",
+    "RankAdaptState",
     "random_factors",
     "converged",
     "minimize",

@@ -23,105 +23,39 @@ increases at an augmentation. First trial: ``t0 = min(|L|/sum(S_D^2), |Chat|_F/|
 step at which the linear model of a non-negative loss reaches 0, capped at a step as large as
 Chat itself).
 
+The loop, the 1-D search and the monotone fallback are :mod:`.augment`'s, shared with the
+tensor-train version (:mod:`.ttra`); this module holds what is specific to MF: the SVD of G
+and the two enlarged factors. ``growth`` (:class:`augment.Growth`) stops growth below r_max
+(``mfra:auto``).
+
 Defaults follow the supplementary recommendations: s = 80 (``interval="auto"`` = 4% of
 ``max_iter``, i.e. within the recommended 3-5% of the budget), r_min = 2, delta_r = r_min.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax.numpy as jnp
 import numpy as np
 
-from mlipress.optim.bfgs import BFGSState, Optimizer, bfgs
-from mlipress.optim.linesearch import minimize_decrease
+from mlipress.optim.augment import Augmentation, Growth, RankAdaptState, leading_triplets, rank_adaptive, \
+    resolve_interval, search_along
+from mlipress.optim.bfgs import Optimizer, bfgs
 
 __all__ = ["Augmentation", "MFRAState", "mfra", "random_factors", "resolve_interval"]
 
 
-class Augmentation(NamedTuple):
-    """Record of one rank augmentation (Algorithm 1).
+class MFRAState(RankAdaptState):
+    """State of :func:`mfra` (:class:`augment.RankAdaptState` over ``{"xi", "U", "V"}``; the inner
+    BFGS state's ``aux`` is G = dL/dChat), plus ``Chat = U V^T``."""
 
-    iteration: k at which it happened (after the k-th BFGS step).
-    rank_before, rank_after: r before and after.
-    loss_before, loss_after: L(xi, U V^T) before and after (loss_after <= loss_before).
-    h: the step of the line search (<= 0).
-    n_evals: objective calls spent (line search + the gradient at the new point).
-    """
-
-    iteration: int
-    rank_before: int
-    rank_after: int
-    loss_before: float
-    loss_after: float
-    h: float
-    n_evals: int
-
-
-class MFRAState(NamedTuple):
-    """State of :func:`mfra`.
-
-    inner: the :class:`bfgs.BFGSState` on ``{"xi", "U", "V"}`` (its ``aux`` is G = dL/dChat).
-    iteration: k, the number of ``step`` calls.
-    rank: current r.
-    rank_history: ((k, r), ...): rank r in effect from iteration k on; starts with (0, r_init).
-    augmentations: tuple of :class:`Augmentation`.
-    n_aug_evals: objective calls made by the augmentation line searches.
-    can_stop: False while r < r_max (a stalled BFGS must not end training before the next
-      augmentation; used by :func:`bfgs.minimize`).
-    Properties ``params, value, prev_value, grad_norm, n_evals, status, Chat`` mirror the inner
-    state (``n_evals`` includes the augmentation calls).
-    """
-
-    inner: BFGSState
-    iteration: int
-    rank: int
-    rank_history: tuple
-    augmentations: tuple
-    n_aug_evals: int
-    can_stop: bool
-
-    @property
-    def params(self):
-        return self.inner.params
-
-    @property
-    def value(self) -> float:
-        return self.inner.value
-
-    @property
-    def prev_value(self) -> float:
-        return self.inner.prev_value
-
-    @property
-    def grad_norm(self) -> float:
-        return self.inner.grad_norm
-
-    @property
-    def n_evals(self) -> int:
-        return self.inner.n_evals + self.n_aug_evals
-
-    @property
-    def status(self) -> str:
-        return self.inner.status
+    __slots__ = ()
 
     @property
     def Chat(self) -> np.ndarray:
         p = self.inner.params
         return np.asarray(p["U"]) @ np.asarray(p["V"]).T
-
-
-def resolve_interval(interval, max_iter: int | None) -> int:
-    """s: an int, or "auto" = max(1, round(0.04 * max_iter)) (supplementary recommendations)."""
-    if interval == "auto":
-        if max_iter is None:
-            raise ValueError('interval="auto" needs max_iter')
-        return max(1, int(round(0.04 * max_iter)))
-    s = int(interval)
-    if s < 1:
-        raise ValueError("interval must be >= 1")
-    return s
 
 
 def random_factors(m: int, n: int, r: int, *, scale: float = 0.1, seed: int = 0):
@@ -140,6 +74,7 @@ def mfra(
     max_iter: int | None = None,
     value_dense: Callable[[Any, Any], float] | None = None,
     ls_max_evals: int = 12,
+    growth: Growth | None = None,
     **bfgs_settings,
 ) -> Optimizer:
     """MFRA (Algorithm 1): BFGS on (xi, U, V) with rank augmentation every s iterations.
@@ -147,13 +82,15 @@ def mfra(
     Args:
       value_and_grad_dense: ``(xi (n_xi,), Chat (m, n)) -> (value, (g_xi, G (m, n)))``.
       r_max: maximal rank (never exceeded; the last increment is clipped).
-      r_min: initial rank used by ``init`` when it is given ``{"xi", "Chat"}`` / a shape
-        (random factors); when U, V are given their rank is used.
+      r_min: initial rank used by ``init`` when it is given ``{"xi", "shape"}`` (random
+        factors); when U, V are given their rank is used.
       delta_r: rank increment (default r_min).
       interval: s, or "auto" (4% of ``max_iter``).
       value_dense: optional cheap ``(xi, Chat) -> value`` for the augmentation line search
         (otherwise value_and_grad_dense is called and its value used).
       ls_max_evals: budget of one augmentation line search.
+      growth: optional :class:`augment.Growth`: stop growing when the monitored loss (a
+        function of ``{"xi", "U", "V"}``) stops decreasing by more than ``tol``.
       **bfgs_settings: passed to :func:`bfgs.bfgs` (line_search, c1, c2, ...).
 
     Returns:
@@ -187,74 +124,35 @@ def mfra(
             U, V = random_factors(m, n, r_min, seed=seed)
         return {"xi": xi, "U": jnp.asarray(U, dtype=jnp.float64), "V": jnp.asarray(V, dtype=jnp.float64)}
 
-    def init(params, seed: int = 0) -> MFRAState:
-        p = _as_params(params, seed)
-        r = int(p["U"].shape[1])
-        inner = inner_opt.init(p)
-        return MFRAState(inner, 0, r, ((0, r),), (), 0, r >= r_max)
-
-    def reset(state: MFRAState, params=None) -> MFRAState:
-        if params is None:
-            return state._replace(inner=inner_opt.reset(state.inner))
-        p = _as_params(params, 0)
-        r = int(p["U"].shape[1])
-        hist = state.rank_history if r == state.rank else state.rank_history + ((state.iteration, r),)
-        return state._replace(inner=inner_opt.reset(state.inner, p), rank=r, rank_history=hist, can_stop=r >= r_max)
-
-    def augment(state: MFRAState, k: int) -> MFRAState:
-        inner = state.inner
+    def augment(inner, r, k):
         p = inner.params
-        xi = p["xi"]
         U, V = np.asarray(p["U"]), np.asarray(p["V"])
-        m, n = U.shape[0], V.shape[0]
-        r = state.rank
-        dr = min(dr_default, r_max - r, min(m, n) - r)
+        dr = min(dr_default, r_max - r, min(U.shape[0], V.shape[0]) - r)
         if dr <= 0:
-            return state._replace(can_stop=True)
-        G = inner.aux
-        Ug, Sg, Vgt = np.linalg.svd(G, full_matrices=False)
-        UD, SD, VD = Ug[:, :dr], Sg[:dr], Vgt[:dr].T
+            return None
+        UD, SD, VD = leading_triplets(inner.aux, dr)  # aux: G at U V^T, kept from the last evaluation
         D = (UD * SD) @ VD.T
         C = U @ V.T
-        f0 = inner.value
-        df0 = -float(SD @ SD)  # d/dt L(C - t D) at t = 0
-        nD = float(np.linalg.norm(D))
-        n_ls = 0
-        t = 0.0
-        if nD > 0.0 and np.isfinite(nD):
-            t0 = min(abs(f0) / -df0 if f0 != 0.0 else np.inf, float(np.linalg.norm(C)) / nD)
-            if not (np.isfinite(t0) and t0 > 0.0):
-                t0 = 1.0 / nD
-            res = minimize_decrease(lambda t: (v_dense(xi, jnp.asarray(C - t * D)), None), f0, df0, t0,
-                                    max_evals=ls_max_evals)
-            t, n_ls = res.alpha, res.n_evals
-        h = -t
+        t, _, n_ls = search_along(lambda t: v_dense(p["xi"], jnp.asarray(C - t * D)), inner.value, SD,
+                                  float(np.linalg.norm(C)), float(np.linalg.norm(D)), ls_max_evals)
         sq = np.sqrt(SD)
-        new = {
-            "xi": xi,
-            "U": jnp.asarray(np.hstack([U, h * UD * sq])),
-            "V": jnp.asarray(np.hstack([V, VD * sq])),
-        }
-        inner_new = inner_opt.reset(inner, new)
-        if not inner_new.value <= f0:
-            # the gradient evaluation disagrees with the line search value (should not happen for a
-            # deterministic loss); keep the loss monotone by falling back to h = 0
-            h = 0.0
-            new["U"] = jnp.asarray(np.hstack([U, np.zeros((m, dr))]))
-            inner_new = inner_opt.reset(inner_new, new)
-            inner_new = inner_new._replace(prev_value=f0)
-        rec = Augmentation(k, r, r + dr, f0, inner_new.value, float(h), n_ls + inner_new.n_evals - inner.n_evals)
-        return state._replace(
-            inner=inner_new, rank=r + dr, rank_history=state.rank_history + ((k, r + dr),),
-            augmentations=state.augmentations + (rec,), n_aug_evals=state.n_aug_evals + n_ls,
-            can_stop=(r + dr) >= min(r_max, m, n),
-        )
 
-    def step(state: MFRAState) -> MFRAState:
-        k = state.iteration + 1
-        state = state._replace(inner=inner_opt.step(state.inner), iteration=k)
-        if k % s_int == 0 and state.rank < r_max:
-            state = augment(state, k)
-        return state
+        def enlarged(h):
+            return {"xi": p["xi"], "U": jnp.asarray(np.hstack([U, h * UD * sq])),
+                    "V": jnp.asarray(np.hstack([V, VD * sq]))}
 
-    return Optimizer(init, step, reset)
+        return enlarged(-t), enlarged(0.0), r + dr, -t, n_ls
+
+    def is_max(r):
+        return r >= r_max
+
+    base = rank_adaptive(inner_opt, augment, lambda p: int(p["U"].shape[1]), is_max, interval=s_int,
+                         state_type=MFRAState, growth=growth)
+
+    def init(params, seed: int = 0) -> MFRAState:
+        return base.init(_as_params(params, seed))
+
+    def reset(state: MFRAState, params=None) -> MFRAState:
+        return base.reset(state, None if params is None else _as_params(params, 0))
+
+    return Optimizer(init, base.step, reset)
