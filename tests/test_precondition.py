@@ -31,7 +31,7 @@ def _quadratic(scales):
 def test_preconditioned_bfgs_solves_badly_scaled_quadratic_at_once():
     scales = np.logspace(-4, 4, 12)
     vg = _quadratic(scales)
-    exact = bfgs(vg, precondition=lambda p: 1.0 / scales)
+    exact = bfgs(vg, precondition=lambda p, g: 1.0 / scales)
     state = exact.init({"x": jnp.zeros(12)})
     state = exact.step(state)
     # h0 is the exact inverse Hessian: one Newton step lands on the minimum.
@@ -46,7 +46,7 @@ def test_preconditioned_bfgs_solves_badly_scaled_quadratic_at_once():
 
 
 def test_precondition_must_be_positive():
-    opt = bfgs(_quadratic([1.0, 2.0]), precondition=lambda p: np.array([1.0, -1.0]))
+    opt = bfgs(_quadratic([1.0, 2.0]), precondition=lambda p, g: np.array([1.0, -1.0]))
     with pytest.raises(ValueError, match="positive"):
         opt.init({"x": jnp.zeros(2)})
 

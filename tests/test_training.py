@@ -226,12 +226,16 @@ def test_variable_projection_fits_better_at_equal_iterations(dataset, mtp):
     np.testing.assert_allclose(np.asarray(solved.moment), np.asarray(vp.params.moment), rtol=1e-6, atol=1e-10)
 
 
-def test_a_fit_compiles_each_chunk_function_once(dataset):
+@pytest.mark.parametrize("radial", ["dense", "mf:2", "tt:2,3,2"])
+def test_a_fit_compiles_each_chunk_function_once(dataset, radial):
     # a weakly typed scaling became strongly typed after BFGS's flatten/unflatten, and the loss
     # and design-matrix functions compiled twice (7.7 s of a 54 s NbMoTaW fit,
-    # benchmarks/results/fit_overhead.md)
+    # benchmarks/results/fit_overhead.md); MF/TF fits compiled the value-only loss too, for a
+    # final solve that variable projection does not need
     import collections
     import logging
+
+    from mlipress.compress.fit import fit_compressed
 
     compiled = collections.Counter()
 
@@ -241,13 +245,18 @@ def test_a_fit_compiles_each_chunk_function_once(dataset):
             if message.startswith("Compiling "):
                 compiled[message.split(" ")[1]] += 1
 
-    mtp = untrained_mtp(4, 3, 1.5, 5.123)  # a structure no other test compiled
+    # a structure no other test compiled
+    mtp = untrained_mtp(4, 3, 1.5, {"dense": 5.123, "mf:2": 5.124, "tt:2,3,2": 5.125}[radial])
     n_shapes = len(prepare(dataset, mtp).shapes)
     handler, logger = Record(), logging.getLogger("jax")
     logger.addHandler(handler)
     jax.config.update("jax_log_compiles", True)
+    settings = TrainSettings(max_iter=4, log_every=0, linear_solve_every=2)
     try:
-        train(mtp, dataset, TrainSettings(max_iter=3, log_every=0))
+        if radial == "dense":
+            train(mtp, dataset, settings)
+        else:
+            fit_compressed(mtp, dataset, radial, settings, out=io.StringIO())
     finally:
         jax.config.update("jax_log_compiles", False)
         logger.removeHandler(handler)

@@ -163,7 +163,7 @@ def initial_compressed_params(mtp: MTP, data, spec: RadialSpec | str, settings: 
         base = mtp.params()
         params = base.replace(radial=layer.from_dense(np.asarray(base.radial.dense()), rank))
         if resolve:
-            params, _, _ = exact_solve(obj, params, obj.value(params))
+            params, _, _ = exact_solve(obj, params, obj.value_and_grad(params)[0])  # the fit compiles this, not value
         return params
     params = mtp.init(settings.seed)
     if not isinstance(params.radial, layer):
@@ -178,11 +178,11 @@ def initial_compressed_params(mtp: MTP, data, spec: RadialSpec | str, settings: 
 
 
 def _fit(problem: FitProblem, data, valid, spec, s, out, callback, polish=None) -> CompressedResult:
-    """Run ``problem``; ``polish(params) -> params`` on the result (MF/TF's final solve)."""
+    """Run ``problem``; ``polish(params, f) -> params`` on the result (MF/TF's final solve)."""
     state, history, reason = fit(problem, data, s, valid, callback=callback, out=out)
     params = problem.to_params(state.params)
     if polish is not None:
-        params = polish(params)
+        params = polish(params, state.value)
     return CompressedResult(problem.model.with_params(params), params, history, state, reason, spec=spec,
                             radial=params.radial)
 
@@ -193,11 +193,13 @@ def _start(x0, spec, mtp):
 
 def _factored_optimiser(obj: Objective, target, s):
     """BFGS over the model parameters (species, moment and the layer's factors), started from
-    the inverse Gauss-Newton diagonal, and the ``between`` step of MF/TF: every
-    ``linear_solve_every`` iterations an exact solve of species + moment with the factors
-    unchanged, kept only if ``f`` does not increase (the optimiser is reset then)."""
+    the inverse Gauss-Newton diagonal, and the ``between`` step of MF/TF under MLIP's scheme:
+    every ``linear_solve_every`` iterations an exact solve of species + moment with the factors
+    unchanged, kept only if ``f`` does not increase (the optimiser is reset then), and a last
+    solve at the end (``polish``). Under variable projection the linear part is exact at every
+    evaluation, so there is nothing to solve between steps or at the end."""
     opt = bfgs(target.value_and_grad, target.value, precondition=preconditioner(obj, s))
-    every = s.linear_solve_every
+    every = 0 if s.variable_projection else s.linear_solve_every
 
     def between(reset):
         def run(state, it):
@@ -208,10 +210,10 @@ def _factored_optimiser(obj: Objective, target, s):
             return state, None, False
         return run
 
-    def polish(params):  # MLIP ends on an exact solve
-        return exact_solve(obj, params, obj.value(params))[0] if every else params
+    def polish(params, f):  # MLIP ends on an exact solve
+        return exact_solve(obj, params, f)[0]
 
-    return opt, between, polish
+    return opt, between, polish if every else None
 
 
 def _fit_factored(mtp, data, valid, spec, s, out, callback, **_) -> CompressedResult:

@@ -29,7 +29,7 @@ import numpy as np
 from mlipress.loss import TrainingChunk, TrainingData
 from mlipress.models.base import StructureKey
 
-__all__ = ["linear_solve"]
+__all__ = ["linear_solve", "linear_solves"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -37,18 +37,22 @@ def _compiled_features(key: StructureKey):
     return jax.jit(key.model.features_fn())
 
 
-def _weighted_rows(chunk: TrainingChunk, features) -> np.ndarray:
-    """Nonzero rows of sqrt(w) [X | y] of one chunk (at most C + 3A + 9C rows, P + 1 columns)."""
+def _weighted_rows(chunk: TrainingChunk, features, labelled=()) -> np.ndarray:
+    """Nonzero rows of sqrt(w) [X | y | y_1 ...] of one chunk (at most C + 3A + 9C rows, P + 1 +
+    len(labelled) columns); ``labelled``: chunks of the same geometry and weights with other labels."""
     dE, dF, dV = (np.asarray(a) for a in features)
     P = dE.shape[1]
     se, sf, sv = (np.sqrt(np.asarray(w)) for w in (chunk.w_energy, chunk.w_force, chunk.w_stress))
-    energy, forces, virial = (np.asarray(a) for a in (chunk.energy, chunk.forces, chunk.virial))
-    top = np.hstack([dE, energy[:, None]]) * se[:, None]
-    forces = np.concatenate([dF, forces[..., None]], axis=2) * sf[:, None, None]
-    vir = np.concatenate([dV, virial[..., None]], axis=3) * sv[:, None, None, None]
-    rows = np.vstack([top, forces.reshape(-1, P + 1), vir.reshape(-1, P + 1)])
-    keep = np.any(rows[:, :-1] != 0, axis=1) | (rows[:, -1] != 0)
-    return rows[keep]
+    ys = (chunk,) + tuple(labelled)
+    energy = np.stack([np.asarray(c.energy) for c in ys], axis=-1)
+    forces = np.stack([np.asarray(c.forces) for c in ys], axis=-1)
+    virial = np.stack([np.asarray(c.virial) for c in ys], axis=-1)
+    top = np.concatenate([dE, energy], axis=1) * se[:, None]
+    forces = np.concatenate([dF, forces], axis=2) * sf[:, None, None]
+    vir = np.concatenate([dV, virial], axis=3) * sv[:, None, None, None]
+    m = P + len(ys)
+    rows = np.vstack([top, forces.reshape(-1, m), vir.reshape(-1, m)])
+    return rows[np.any(rows != 0, axis=1)]
 
 
 def linear_solve(model, params, data: TrainingData, ridge: float = 1e-10):
@@ -62,22 +66,32 @@ def linear_solve(model, params, data: TrainingData, ridge: float = 1e-10):
     ones (an MTP's radial part, dense or factored, and scaling) is used as given; ``model``
     is any model of the contract (:mod:`mlipress.models.base`). See the module docstring.
     """
+    return linear_solves(model, params, data)[0]
+
+
+def linear_solves(model, params, data: TrainingData, relabelled=(), ridge: float = 1e-10) -> list:
+    """:func:`linear_solve` for ``data`` and for every data set of ``relabelled`` (the same
+    configurations and weights, other labels: the Gauss-Newton probes of
+    :mod:`mlipress.fit.precondition`) at the cost of one design matrix: the labels are extra
+    right-hand sides of the same streaming QR. Returns ``[(params, loss), ...]``, ``data``'s first."""
     features = _compiled_features(StructureKey(model))
     P = int(params.linear.shape[0])
-    R = np.zeros((0, P + 1))
-    for chunk in data.chunks:
-        rows = _weighted_rows(chunk, features(params, chunk.batch))
-        R = np.linalg.qr(np.vstack([R, rows]), mode="r")
-        R = R[: P + 1]
-    if R.shape[0] < P + 1:
-        R = np.vstack([R, np.zeros((P + 1 - R.shape[0], P + 1))])
-    Rx, z, res = R[:P, :P], R[:P, P], float(R[P, P]) ** 2 if R.shape[0] > P else 0.0
+    m = P + 1 + len(relabelled)
+    R = np.zeros((0, m))
+    for k, chunk in enumerate(data.chunks):
+        rows = _weighted_rows(chunk, features(params, chunk.batch), [d.chunks[k] for d in relabelled])
+        R = np.linalg.qr(np.vstack([R, rows]), mode="r")[:m]
+    if R.shape[0] < m:
+        R = np.vstack([R, np.zeros((m - R.shape[0], m))])
+    Rx = R[:P, :P]
     scale = np.linalg.norm(Rx, axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     U, s, Vt = np.linalg.svd(Rx / scale, full_matrices=False)
     lam = (ridge * (s[0] if s.size and s[0] > 0 else 1.0)) ** 2
-    phi = Vt.T @ ((s / (s * s + lam)) * (U.T @ z))
-    theta = phi / scale
-    # loss at theta: |R theta - z|^2 + residual outside the range of R
-    loss = (float(np.sum((Rx @ theta - z) ** 2)) + res) / data.n_configs
-    return params.with_linear(theta), loss
+    out = []
+    for j in range(P, m):
+        z, res = R[:P, j], float(np.sum(R[P:, j] ** 2))  # res: outside the range of X
+        theta = Vt.T @ ((s / (s * s + lam)) * (U.T @ z)) / scale
+        loss = (float(np.sum((Rx @ theta - z) ** 2)) + res) / data.n_configs
+        out.append((params.with_linear(theta), loss))
+    return out

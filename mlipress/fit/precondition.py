@@ -32,7 +32,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from mlipress.loss import Objective
-from mlipress.fit.projection import ProjectedObjective
+from mlipress.fit.linear import linear_solves
 
 
 def _perturbed_chunk(chunk, rng: np.random.Generator, eps: float = 1.0):
@@ -52,33 +52,39 @@ def _perturbed_chunk(chunk, rng: np.random.Generator, eps: float = 1.0):
 
 
 def gauss_newton_diagonal(objective: Objective, params, probes: int = 4, seed: int = 0, damping: float = 1e-8,
-                          projected: bool = False) -> np.ndarray:
+                          projected: bool = False, grad=None) -> np.ndarray:
     """Estimated Gauss-Newton diagonal of ``objective`` at ``params`` (flat, ``ravel_pytree``
     order), damped by ``damping * max`` so that parameters the data do not see stay finite.
-    ``projected``: the reduced matrix of variable projection (module docstring)."""
-    wrap = ProjectedObjective if projected else (lambda o: o)
+    ``projected``: the reduced matrix of variable projection (module docstring); the probes'
+    linear solves then share one design matrix (:func:`~mlipress.fit.linear.linear_solves`).
+    ``grad``: the flat gradient at ``params`` if the caller has it (the optimiser just
+    evaluated it), saving one evaluation."""
     # projected: the gradient is no longer linear in the labels (theta moves with them), so small
     # probes keep the quadratic terms out of the estimate
     eps = 1e-3 if projected else 1.0
     rng = np.random.default_rng(seed)
-    _, g0 = wrap(objective).value_and_grad(params)
-    g0 = np.asarray(ravel_pytree(g0)[0])
+    shifted = [dataclasses.replace(objective.data, chunks=tuple(_perturbed_chunk(c, rng, eps) for c in objective.data.chunks))
+               for _ in range(probes)]
+    points = [params] * (probes + 1)
+    if projected:
+        points = [p for p, _ in linear_solves(objective.model, params, objective.data, shifted)]
+
+    def flat_grad(obj, p):
+        g = obj.value_and_grad(p)[1]
+        return np.asarray(ravel_pytree(g.zeroed(g.LINEAR) if projected else g)[0])
+
+    g0 = flat_grad(objective, points[0]) if grad is None else np.asarray(grad, dtype=np.float64)
     acc = np.zeros_like(g0)
-    for _ in range(probes):
-        data = dataclasses.replace(
-            objective.data, chunks=tuple(_perturbed_chunk(c, rng, eps) for c in objective.data.chunks)
-        )
-        probe = wrap(Objective(objective.model, data, objective.weights))
-        _, g = probe.value_and_grad(params)
-        acc += (np.asarray(ravel_pytree(g)[0]) - g0) ** 2
+    for data, p in zip(shifted, points[1:]):
+        acc += (flat_grad(Objective(objective.model, data, objective.weights), p) - g0) ** 2
     gn = acc / (probes * eps * eps)
     return gn + damping * max(float(gn.max()), 1e-300)
 
 
 def inverse_gauss_newton_diagonal(objective: Objective, probes: int = 4, seed: int = 0, projected: bool = False):
-    """``params -> 1 / diag(GN)``: the ``precondition`` argument of :func:`mlipress.optim.bfgs`."""
+    """``(params, grad) -> 1 / diag(GN)``: the ``precondition`` argument of :func:`mlipress.optim.bfgs`."""
 
-    def h0(params) -> np.ndarray:
-        return 1.0 / gauss_newton_diagonal(objective, params, probes, seed, projected=projected)
+    def h0(params, grad=None) -> np.ndarray:
+        return 1.0 / gauss_newton_diagonal(objective, params, probes, seed, projected=projected, grad=grad)
 
     return h0

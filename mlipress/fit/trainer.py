@@ -23,6 +23,8 @@ scheme (below) in 165. ``variable_projection=False`` is MLIP's scheme:
    curvature belongs to the old point). Unlike MLIP, the orthonormalised candidate is kept
    only if it does not increase ``f``; otherwise the plain linear solve (radial unchanged) is
    used, and if that is also worse the iterate is kept: the loss never goes up at a solve.
+   Under variable projection the period only tries the orthonormalised candidate (the
+   linear part is exact already, so a plain solve would change nothing but reset BFGS).
 3. stop at ``max_iter``, when ``|grad| <= gtol``, when the relative decrease of ``f`` over
    the last ``ftol_window`` iterations is below ``ftol``, or when the line search cannot
    decrease ``f`` even along the gradient.
@@ -405,20 +407,24 @@ def _initial_solve(model, params, data, s: TrainSettings):
     return p, loss
 
 
-def exact_solve(obj: Objective, params, f_now: float, normalise: bool = False):
+def exact_solve(obj: Objective, params, f_now: float, normalise: bool = False, plain: bool = True):
     """The exact linear solve between optimiser steps, written once: ``(params, f, kind)`` with
     the linear coefficients solved exactly for the nonlinear part of ``params`` (first
     ``model.normalise``d when ``normalise``, MLIP's orthonormalisation, falling back to the
     plain solve if that does not lower ``f``), kept only if ``f`` does not rise above ``f_now``
-    (``kind`` "kept" then, "solve" or "orthonormalise+solve" otherwise)."""
+    (``kind`` "kept" then, "solve" or "orthonormalise+solve" otherwise). ``plain=False`` drops
+    the plain solve: under variable projection the linear part is exact already, so it could
+    only reset the optimiser for nothing."""
     model, data = obj.model, obj.data
     candidates = []
     if normalise:
         p, loss = linear_solve(model, model.normalise(params), data)
         candidates.append((loss + obj.penalty(p), "orthonormalise+solve", p))
-    if not candidates or candidates[0][0] > f_now:
+    if plain and (not candidates or candidates[0][0] > f_now):
         p, loss = linear_solve(model, params, data)
         candidates.append((loss + obj.penalty(p), "solve", p))
+    if not candidates:
+        return params, f_now, "kept"
     f_best, kind, p_best = min(candidates, key=lambda c: c[0])
     if not f_best <= f_now:
         return params, f_now, "kept"
@@ -478,17 +484,19 @@ def train(
             return state, {"event": "scaling_search", "f": state.value,
                            "message": f"pre-training done; linear solve, f = {state.value:.6g}"}, True
         if s.linear_solve_every and it > n_pre and (it - n_pre) % s.linear_solve_every == 0:
-            p, _, kind = exact_solve(obj, state.params, state.value, normalise=True)
+            p, _, kind = exact_solve(obj, state.params, state.value, normalise=True, plain=not s.variable_projection)
             if kind != "kept":
                 state = opt.reset(state, p)
             return state, {"event": "linear_solve", "kind": kind, "f": state.value}, False
         return state, None, False
 
-    def finish(state):  # MLIP ends on an exact solve (never increases f)
+    def finish(state):  # MLIP ends on an exact solve (never increases f); nothing steps after it,
+        # so the state takes the solved point without a reset (which would cost an evaluation and a
+        # preconditioner); its gradient is that of the last iterate
         if s.linear_solve_every and not s.variable_projection:
-            p, _, kind = exact_solve(obj, state.params, state.value)
+            p, f, kind = exact_solve(obj, state.params, state.value)
             if kind != "kept":
-                state = opt.reset(state, p)
+                state = state._replace(params=p, value=f, prev_value=state.value)
         return state
 
     problem = FitProblem(

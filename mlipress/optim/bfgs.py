@@ -129,7 +129,8 @@ def bfgs(
       max_ls_evals: evaluation budget of one line search.
       curvature_eps: relative threshold for skipping the update.
       descent_eps: relative threshold of the descent test ``g.d < -descent_eps |g||d|``.
-      precondition: optional ``params -> (n,)`` positive diagonal ``h0`` used instead of the
+      precondition: optional ``(params, grad) -> (n,)`` positive diagonal ``h0`` (``grad``: the
+        flat gradient at ``params``, just evaluated) used instead of the
         identity whenever there is no curvature yet (at init, after a reset or a restart):
         ``d = -h0 g``, first update from ``(y.s / y.h0 y) diag(h0)``. BFGS started this way is
         BFGS in the rescaled variables ``x / sqrt(h0)``; with ``h0`` = inverse Gauss-Newton
@@ -148,17 +149,17 @@ def bfgs(
         f, aux = out if has_aux else (out, None)
         return float(f), _flat(g), aux
 
-    def diag(params):
+    def diag(params, g):
         if precondition is None:
             return None
-        h0 = np.asarray(precondition(params), dtype=np.float64).ravel()
+        h0 = np.asarray(precondition(params, g), dtype=np.float64).ravel()
         if not (np.all(np.isfinite(h0)) and np.all(h0 > 0)):
             raise ValueError("precondition must return a finite positive diagonal")
         return h0
 
     def init(params) -> BFGSState:
         f, g, aux = vg(params)
-        return BFGSState(params, f, g, float(np.linalg.norm(g)), None, 0, 1, 1, np.inf, 0.0, 0.0, aux, "init", diag(params))
+        return BFGSState(params, f, g, float(np.linalg.norm(g)), None, 0, 1, 1, np.inf, 0.0, 0.0, aux, "init", diag(params, g))
 
     def reset(state: BFGSState, params=None) -> BFGSState:
         if params is None:
@@ -167,7 +168,7 @@ def bfgs(
         return state._replace(
             params=params, value=f, grad=g, grad_norm=float(np.linalg.norm(g)), H=None,
             n_evals=state.n_evals + 1, n_grad_evals=state.n_grad_evals + 1,
-            prev_value=state.value, step_norm=0.0, alpha=0.0, aux=aux, status="reset", h0=diag(params),
+            prev_value=state.value, step_norm=0.0, alpha=0.0, aux=aux, status="reset", h0=diag(params, g),
         )
 
     def search(x, unravel, f0, g, d, alpha0):

@@ -157,13 +157,20 @@ def strong_wolfe(
             width = hi_b - lo_b
             if width <= 1e-14 * max(1.0, hi_b):
                 break
-            x = None
-            if _finite(f_hi) and _finite(d_hi):
-                x = _cubic_minimizer(a_lo, f_lo, d_lo, a_hi, f_hi, d_hi)
-            if x is None and _finite(f_hi):
-                x = _quadratic_minimizer(a_lo, f_lo, d_lo, a_hi, f_hi)
-            if x is None or not (lo_b + 0.1 * width <= x <= hi_b - 0.1 * width):
-                x = 0.5 * (a_lo + a_hi) if x is None else min(max(x, lo_b + 0.1 * width), hi_b - 0.1 * width)
+            if a_lo == 0.0 and not (_finite(f_hi) and f_hi < f0):
+                # nothing decreased yet (an overshoot by orders of magnitude, typical of the first
+                # step after a BFGS reset): back off along the quadratic model, safeguarded to
+                # [1e-3, 0.5] a_hi; the cubic's [0.1, 0.9] bracket shrinks only ~3x per trial there
+                x = _quadratic_minimizer(0.0, f0, df0, a_hi, f_hi) if _finite(f_hi) else None
+                x = 0.1 * a_hi if x is None else min(max(x, 1e-3 * a_hi), 0.5 * a_hi)
+            else:
+                x = None
+                if _finite(f_hi) and _finite(d_hi):
+                    x = _cubic_minimizer(a_lo, f_lo, d_lo, a_hi, f_hi, d_hi)
+                if x is None and _finite(f_hi):
+                    x = _quadratic_minimizer(a_lo, f_lo, d_lo, a_hi, f_hi)
+                if x is None or not (lo_b + 0.1 * width <= x <= hi_b - 0.1 * width):
+                    x = 0.5 * (a_lo + a_hi) if x is None else min(max(x, lo_b + 0.1 * width), hi_b - 0.1 * width)
             f, d, pl = fdf(x)
             n += 1
             if approximate_wolfe(f, d):
