@@ -45,10 +45,12 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-KINDS = ("dense", "mf", "rmf", "tt", "mfra")
+KINDS = ("dense", "mf", "rmf", "tt", "mfra", "ttra")
 VERDICT_METRICS = {"valid_loss": "validation loss", "energy_mae_meV_per_atom": "E MAE",
                    "force_mae_eV_per_A": "F MAE"}
-LABEL = {"dense": "base", "mf": "MF", "rmf": "R-MF", "tt": "TF", "mfra": "MFRA"}
+LABEL = {"dense": "base", "mf": "MF", "rmf": "R-MF", "tt": "TF", "mfra": "MFRA", "ttra": "TFRA"}
+#: the fixed-rank kind whose ~50% rank a rank-adaptive kind grows to
+FIXED = {"mfra": "mf", "ttra": "tt"}
 
 
 def stratified(groups: dict, n: int, seed: int):
@@ -109,7 +111,7 @@ def plan(levels, kinds, seeds, sweep_ranks, sweep_seeds=None, first_seed=0):
         shape = untrained_mtp(level, len(SPECIES), 1.5, 5.0).radial_shape
         specs = []
         for kind in kinds:
-            rank = None if kind == "dense" else rank_for_compression(shape, 0.5, "mf" if kind == "mfra" else kind)
+            rank = None if kind == "dense" else rank_for_compression(shape, 0.5, FIXED.get(kind, kind))
             specs.append(("half" if kind != "dense" else "base", make_spec(kind, rank, shape)))
         for seed in range(first_seed, seeds):
             jobs += [(level, role, spec, seed) for role, spec in specs]
@@ -128,7 +130,7 @@ def run(args) -> None:
 
     out = RESULTS / args.json
     doc = json.loads(out.read_text()) if out.exists() and not args.fresh else {}
-    config = {"command": " ".join(sys.argv), "train_configs": args.train_configs, "valid_configs": args.valid_configs, "max_iter": args.max_iter,
+    config = {"command": " ".join(sys.argv), "ftol": args.ftol, "train_configs": args.train_configs, "valid_configs": args.valid_configs, "max_iter": args.max_iter,
               "seeds": args.seeds, "levels": args.levels, "sample_seed": args.sample_seed,
               "weights": {"energy": 1.0, "force": 0.01, "stress": 0.0}, "pretrain_iters": 0,
               "linear_solve_every": 50, "variable_projection": True, "max_atoms": args.max_atoms, "mfra_interval": "auto (4% of max_iter)", "kinds": args.kinds,
@@ -155,7 +157,7 @@ def run(args) -> None:
     # variable projection (exact linear coefficients at every evaluation) for every model, so that
     # the study compares radial parametrisations with the same optimiser principle
     settings = TrainSettings(weights=weights, max_iter=args.max_iter, pretrain_iters=0, linear_solve_every=50,
-                             log_every=0, max_atoms=args.max_atoms, variable_projection=True)
+                             log_every=0, max_atoms=args.max_atoms, variable_projection=True, ftol=args.ftol)
     mtps = {L: untrained_mtp(L, len(SPECIES), 1.5, 5.0) for L in args.levels}
     prepared = {}
     t_start = time.perf_counter()
@@ -172,7 +174,8 @@ def run(args) -> None:
         models = RESULTS / "compression_models"
         models.mkdir(exist_ok=True)
         model_path = models / f"{Path(args.json).stem}_L{level}_{str(spec).replace(':', '-').replace(',', '-')}_s{seed}.mtp"
-        row = fit_row(mtp, train, valid, spec, seed, settings, valid_prepared=prepared[level], save=model_path)
+        row = fit_row(mtp, train, valid, spec, seed, settings, valid_prepared=prepared[level], save=model_path,
+                      curve_every=args.curve_every or max(args.max_iter // 20, 1))
         row.update(level=level, role=role)
         rows.append(row)
         done.add(key_of(row))
@@ -199,6 +202,52 @@ def _verdict(diff: float, tol: float) -> str:
     if diff > tol:
         return "worse than base (beyond 1σ)"
     return f"not distinguishable from base within 1σ (mean {'lower' if diff < 0 else 'higher'})"
+
+
+def _quartiles(values) -> str:
+    import numpy as np
+
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if not v.size:
+        return "n/a"
+    q1, q2, q3 = np.percentile(v, [25, 50, 75])
+    return f"{q2:.3g} [{q1:.3g}, {q3:.3g}]"
+
+
+def robust_tables(rows: list, level: int) -> list:
+    """Medians and interquartile ranges per model (robust to the single extrapolation failures
+    that dominate the means), and the learning curves: median over seeds of the validation
+    errors at the logged iterations."""
+    if not rows:
+        return []
+    specs = sorted({(r["kind"], r["spec"]) for r in rows}, key=lambda k: KINDS.index(k[0]) if k[0] in KINDS else 99)
+    lines = [f"### Level {level}: median [first quartile, third quartile] over seeds", "",
+             "| model | spec | n | validation loss f | E RMSE (meV/atom) | F RMSE (eV/Å) | E MAE (meV/atom) | "
+             "iterations | stop |", "|---|---|---|---|---|---|---|---|---|"]
+    for kind, spec in specs:
+        rs = [r for r in rows if r["spec"] == spec]
+        stops = sorted({r.get("stop_reason", "") for r in rs})
+        lines.append(f"| {LABEL.get(kind, kind)} | `{spec}` | {len(rs)} | {_quartiles(r['valid_loss'] for r in rs)} | "
+                     f"{_quartiles(r['energy_rmse_meV_per_atom'] for r in rs)} | "
+                     f"{_quartiles(r['force_rmse_eV_per_A'] for r in rs)} | "
+                     f"{_quartiles(r['energy_mae_meV_per_atom'] for r in rs)} | "
+                     f"{_quartiles(r['iterations'] for r in rs)} | {', '.join(stops)} |")
+    curves = {spec: [r["curve"] for r in rows if r["spec"] == spec and r.get("curve")] for _, spec in specs}
+    its = sorted({p[0] for cs in curves.values() for c in cs for p in c})
+    if its:
+        import numpy as np
+
+        shown = its[:: max(len(its) // 8, 1)] + ([its[-1]] if its[:: max(len(its) // 8, 1)][-1] != its[-1] else [])
+        lines += ["", f"Learning curves, level {level}: median over seeds of the validation E RMSE (meV/atom) / "
+                  "F RMSE (eV/Å) at iteration", "",
+                  "| model | " + " | ".join(str(i) for i in shown) + " |", "|---|" + "---|" * len(shown)]
+        for kind, spec in specs:
+            cells = []
+            for i in shown:
+                pts = [p for c in curves[spec] for p in c if p[0] == i]
+                cells.append(f"{np.median([p[2] for p in pts]):.3g} / {np.median([p[3] for p in pts]):.3g}" if pts else "-")
+            lines.append(f"| {LABEL.get(kind, kind)} `{spec}` | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def report(doc: dict, args) -> None:
@@ -288,6 +337,8 @@ def report(doc: dict, args) -> None:
                     tol = (v["std"] ** 2 + b["std"] ** 2) ** 0.5
                     verdicts.append((level, name, e["radial_params"], metric, diff / b["mean"], _verdict(diff, tol),
                                      v["n"], b["n"]))
+    for level in sorted({r["level"] for r in rows}):
+        lines += robust_tables([r for r in rows if r["level"] == level and r["role"] != "sweep"], level)
     lines += ["## What it shows", ""]
     if verdicts:
         lines += ["Each compressed ensemble relative to the base ensemble (difference of the means; \"within 1σ\" "
@@ -306,7 +357,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="NbMoTaW directory (default: shared data)")
     p.add_argument("--levels", default="12,16", help="MTP levels (default 12,16)")
-    p.add_argument("--kinds", default=",".join(KINDS), help="models (default dense,mf,rmf,tt,mfra)")
+    p.add_argument("--kinds", default=",".join(KINDS), help="models (default dense,mf,rmf,tt,mfra,ttra)")
     p.add_argument("--seeds", type=int, default=3, help="ensemble size (default 3)")
     p.add_argument("--train-configs", dest="train_configs", type=int, default=60, help="0 = all")
     p.add_argument("--valid-configs", dest="valid_configs", type=int, default=80, help="0 = all")
@@ -320,6 +371,10 @@ def main(argv=None) -> None:
     p.add_argument("--sample-seed", dest="sample_seed", type=int, default=0)
     p.add_argument("--first-seed", dest="first_seed", type=int, default=0,
                    help="main models with seeds first-seed..seeds-1 only (to split a study over processes)")
+    p.add_argument("--curve-every", dest="curve_every", type=int, default=0,
+                   help="learning-curve period in iterations (default max_iter / 20)")
+    p.add_argument("--ftol", type=float, default=0.0,
+                   help="also stop a fit when f fell by less than ftol * |f| over 50 iterations (default: off)")
     p.add_argument("--budget", type=float, default=0, help="stop starting fits after this many seconds (0 = none)")
     p.add_argument("--json", default="compression_study.json")
     p.add_argument("--md", default="compression_study.md")

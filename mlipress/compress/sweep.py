@@ -46,11 +46,11 @@ def make_spec(kind: str, rank, shape=None) -> RadialSpec:
     kind = kind.lower()
     if kind == "dense":
         return RadialSpec("dense", None)
-    if kind == "tt":
+    if kind in ("tt", "ttra"):
         ranks = (int(rank),) * 3 if np.isscalar(rank) else tuple(int(r) for r in rank)
         if shape is not None:
             ranks = clip_tt_ranks(shape, ranks)
-        return parse_radial_spec("tt:" + ",".join(map(str, ranks)))
+        return parse_radial_spec(f"{kind}:" + ",".join(map(str, ranks)))
     return parse_radial_spec(f"{kind}:{int(rank)}")
 
 
@@ -95,7 +95,7 @@ def evaluate_params(mtp, params, valid, weights, max_atoms: int = 2048, prepared
 
 
 def fit_row(mtp, train, valid, spec: RadialSpec | str, seed: int, settings, out=None,
-            mfra_interval="auto", valid_prepared=None, save=None) -> dict:
+            mfra_interval="auto", valid_prepared=None, save=None, curve_every: int = 0) -> dict:
     """Fit ``mtp`` with radial parametrisation ``spec`` and seed ``seed``; return one row.
 
     Row keys: ``kind``, ``spec``, ``rank`` (int, [r1, r2, r3] or None), ``seed``,
@@ -103,16 +103,19 @@ def fit_row(mtp, train, valid, spec: RadialSpec | str, seed: int, settings, out=
     ``iterations``, ``seconds``, ``stop_reason``, ``train_loss`` and the validation metrics of
     :func:`evaluate_params`. ``out``: progress stream of the fit (default: silent).
     ``save``: path of a ``.mtp`` to write the fitted potential to (with its factors sidecar).
+    ``curve_every`` > 0: also the learning curve, ``curve`` = ``[[iteration, train f, valid E
+    RMSE meV/atom, valid F RMSE eV/A], ...]`` every ``curve_every`` iterations (the validation
+    errors are then evaluated during the fit).
     """
     from mlipress.compress.files import write_compressed
     from mlipress.compress.fit import fit_compressed
     from mlipress.models.layers import compression
 
     spec = parse_radial_spec(spec) if isinstance(spec, str) else spec
-    s = replace(settings, seed=int(seed))
+    s = replace(settings, seed=int(seed), log_every=curve_every or settings.log_every)
     t0 = time.perf_counter()
-    res = fit_compressed(mtp, train, spec, s, valid_data=None, out=out if out is not None else io.StringIO(),
-                         mfra_interval=mfra_interval)
+    res = fit_compressed(mtp, train, spec, s, valid_data=valid if curve_every else None,
+                         out=out if out is not None else io.StringIO(), mfra_interval=mfra_interval)
     seconds = time.perf_counter() - t0
     base = math.prod(mtp.radial_shape)
     n = int(res.radial.num_params)
@@ -125,12 +128,15 @@ def fit_row(mtp, train, valid, spec: RadialSpec | str, seed: int, settings, out=
         "radial_params": n,
         "base_radial_params": int(base),
         "compression": float(compression(res.radial)),
-        "final_rank": _rank_label(RadialSpec(spec.kind, res.radial.rank)) if spec.kind == "mfra" else None,
+        "final_rank": _rank_label(RadialSpec(spec.kind, res.radial.rank)) if spec.kind in ("mfra", "ttra") else None,
         "iterations": int(last.get("iteration", 0)),
         "seconds": float(seconds),
         "stop_reason": res.stop_reason,
         "train_loss": float(last["f"]) if "f" in last else None,
     }
+    if curve_every:
+        row["curve"] = [[r["iteration"], r["f"], r["valid_energy_rmse_meV_per_atom"], r["valid_force_rmse_eV_per_A"]]
+                        for r in res.history if r.get("event") in ("progress", "final") and "valid_force_rmse_eV_per_A" in r]
     row.update(evaluate_params(mtp, res.params, valid, s.weights, s.max_atoms, prepared=valid_prepared))
     if save is not None:
         write_compressed(save, mtp, res.params, str(spec))
