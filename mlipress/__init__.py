@@ -6,6 +6,10 @@ import jax
 # MLIP to 1e-10 is impossible in float32. Set before any array is created.
 jax.config.update("jax_enable_x64", True)
 
+from mlipress.cache import enable_compilation_cache  # noqa: E402
+
+enable_compilation_cache()
+
 __version__ = "0.1.0"
 
 
