@@ -50,6 +50,9 @@ def parse_args(argv=None):
     p.add_argument("--workdir", default="/tmp/mlipress_active_learning_bench")
     p.add_argument("--name", default="active_learning")
     p.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json and exit")
+    p.add_argument("--merge", default="",
+                   help="comma-separated result names (e.g. runs of different --radial in parallel processes): "
+                        "join their runs into --name's .json and .md and exit")
     return p.parse_args(argv)
 
 
@@ -109,7 +112,7 @@ def summary(runs: list[dict]) -> dict:
         rs = [r for r in runs if r["radial"] == radial]
         row = {"runs": len(rs), "converged": sum(r["converged"] for r in rs)}
         for key in ("train_size", "iterations", "test_energy_rmse_meV_per_atom", "test_force_rmse_eV_per_A_component",
-                    "grade_columns", "wall_s"):
+                    "grade_columns", "cpu_s", "wall_s"):
             vals = np.array([r[key] for r in rs if r.get(key) is not None], dtype=float)
             if len(vals):
                 row[key] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
@@ -122,7 +125,7 @@ def markdown(result: dict) -> str:
     lines = ["# Active learning of base and compressed MTPs (EMT Cu-Ag-Au)", "",
              f"Settings: {json.dumps(result['settings'])}", "",
              f"Machine: {result['machine'].get('cpu', '?')}, 1 thread, 1-min load average at start {result['machine'].get('load_average_1min_at_start', '?'):.1f} (shared machine)", "",
-             "| radial | converged | final training set | iterations | grade columns | test E RMSE (meV/atom) | test F RMSE (eV/A, per component) | wall (s) |",
+             "| radial | converged | final training set | iterations | grade columns | test E RMSE (meV/atom) | test F RMSE (eV/A, per component) | CPU (s) |",
              "|---|---|---|---|---|---|---|---|"]
 
     def fmt(row, key, digits=1):
@@ -133,7 +136,7 @@ def markdown(result: dict) -> str:
         lines.append(f"| {radial} | {row['converged']}/{row['runs']} | {fmt(row, 'train_size')} | "
                      f"{fmt(row, 'iterations')} | {fmt(row, 'grade_columns', 0)} | "
                      f"{fmt(row, 'test_energy_rmse_meV_per_atom', 2)} | "
-                     f"{fmt(row, 'test_force_rmse_eV_per_A_component', 3)} | {fmt(row, 'wall_s', 0)} |")
+                     f"{fmt(row, 'test_force_rmse_eV_per_A_component', 3)} | {fmt(row, 'cpu_s', 0)} |")
     if result.get("overhead"):
         o = result["overhead"]
         lines += ["", f"Grading on the fly (final base potential of seed 0, {o['atoms']} atoms, NVT, one thread): "
@@ -154,6 +157,18 @@ def main(argv=None) -> None:
     if args.markdown_only:
         result = json.loads((RESULTS / f"{args.name}.json").read_text())
         (RESULTS / f"{args.name}.md").write_text(markdown(result))
+        return
+    if args.merge:
+        parts = [json.loads((RESULTS / f"{n}.json").read_text()) for n in args.merge.split(",")]
+        runs = [r for part in parts for r in part["runs"]]
+        radials = ",".join(dict.fromkeys(r["radial"] for r in runs))
+        result = {**parts[0], "settings": {**parts[0]["settings"], "radial": radials, "name": args.name},
+                  "runs": runs, "summary": summary(runs),
+                  "overhead": next((p["overhead"] for p in parts if p.get("overhead")), None),
+                  "processes": [{"radial": p["settings"]["radial"], "machine": p["machine"]} for p in parts]}
+        write_result(f"{args.name}.json", result)
+        (RESULTS / f"{args.name}.md").write_text(markdown(result))
+        print(markdown(result))
         return
     from ase.calculators.emt import EMT
 
@@ -177,14 +192,14 @@ def main(argv=None) -> None:
                               fit_iters=args.fit_iters, seed=seed, temperatures=temps, md_steps=args.md_steps,
                               grade_mode=args.mode, grade_break=args.grade_break, max_select=args.max_select, max_iterations=args.max_iterations)
             work = Path(args.workdir) / f"{radial.replace(':', '_').replace(',', '-')}_seed{seed}"
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 res = learn(work, initial_set(args.initial, seed, SPECIES), starts(args.starts, seed), EMT, s, test=test,
                             out=io.StringIO())
             except Exception as exc:  # noqa: BLE001  a failed run is reported, the others go on
                 print(f"{radial} seed {seed} failed: {exc!r}", flush=True)
                 continue
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             last = res.log[-1] if res.log else {}
             names = parameter_names(res.params, "all")
             import jax
@@ -194,10 +209,10 @@ def main(argv=None) -> None:
                    "iterations": len(res.log), "grade_columns": columns,
                    "test_energy_rmse_meV_per_atom": last.get("test_energy_rmse_meV_per_atom"),
                    "test_force_rmse_eV_per_A_component": last.get("test_force_rmse_eV_per_A_component"),
-                   "wall_s": wall, "log": res.log}
+                   "cpu_s": cpu, "wall_s": wall, "log": res.log}
             runs.append(run)
             print(f"{radial:8s} seed {seed}: converged {res.converged}, {len(res.train)} configurations, "
-                  f"{len(res.log)} iterations, test E RMSE {run['test_energy_rmse_meV_per_atom']}, {wall:.0f} s",
+                  f"{len(res.log)} iterations, test E RMSE {run['test_energy_rmse_meV_per_atom']}, {cpu:.0f} s CPU",
                   flush=True)
             if overhead is None and radial == "dense":
                 overhead = grading_overhead(res.mtp, res.params, res.train.configurations, starts(1, 99)[0], SPECIES)

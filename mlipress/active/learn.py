@@ -287,16 +287,16 @@ def learn(workdir, train, structures, calculator: Callable, settings: LearnSetti
 
     while not state["converged"] and state["iteration"] < s.max_iterations:
         it = state["iteration"]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if not state["fitted"]:
             mtp, params = _fit(mtp, params, train, s, it)
             _write_potential(workdir, mtp, params, s)
             state = {**state, "fitted": True}
             _write_state(workdir, state)
-        t_fit = time.perf_counter() - t0
+        t_fit, c_fit = time.perf_counter() - t0, time.process_time() - c0
         active = build_active_set(mtp, params, train.configurations, s.grade_settings)
         found, runs = _explore(mtp, params, active, structures, s, it)
-        record = {"iteration": it, "train_size": len(train), "fit_s": round(t_fit, 3),
+        record = {"iteration": it, "train_size": len(train), "fit_s": round(t_fit, 3), "fit_cpu_s": round(c_fit, 3),
                   "active_placeholders": active.placeholders(), "extrapolative": len(found),
                   "max_grade": max((r["max_grade"] for r in runs), default=0.0), "md": runs,
                   **_errors(mtp, params, test)}
@@ -313,6 +313,7 @@ def learn(workdir, train, structures, calculator: Callable, settings: LearnSetti
             record["selected"] = len(chosen)
             state = {**state, "iteration": it + 1, "fitted": False, "train_size": len(train)}
         record["wall_s"] = round(time.perf_counter() - t0, 3)
+        record["cpu_s"] = round(time.process_time() - c0, 3)
         _append_log(workdir, record)
         _write_state(workdir, state)
         log.append(record)
