@@ -34,6 +34,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--radial", default="dense,mf:2,tt:2", help="comma-separated radial specs")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--only-seeds", default="", help="comma-separated seeds to run instead of 0..SEEDS-1 "
+                                                     "(to spread seeds over processes; join with --merge)")
     p.add_argument("--level", type=int, default=8)
     p.add_argument("--cutoff", type=float, default=5.0)
     p.add_argument("--temperatures", default="300,900")
@@ -160,7 +162,7 @@ def main(argv=None) -> None:
         return
     if args.merge:
         parts = [json.loads((RESULTS / f"{n}.json").read_text()) for n in args.merge.split(",")]
-        runs = [r for part in parts for r in part["runs"]]
+        runs = list({(r["radial"], r["seed"]): r for part in parts for r in part["runs"]}.values())
         radials = ",".join(dict.fromkeys(r["radial"] for r in runs))
         result = {**parts[0], "settings": {**parts[0]["settings"], "radial": radials, "name": args.name},
                   "runs": runs, "summary": summary(runs),
@@ -184,7 +186,8 @@ def main(argv=None) -> None:
     done = {(r["radial"], r["seed"]) for r in runs}
     result = {"settings": {**vars(args), "species": SPECIES}, "machine": machine(1), "runs": runs}
     overhead = previous.get("overhead")
-    for seed in range(args.seeds):
+    seeds = [int(x) for x in args.only_seeds.split(",")] if args.only_seeds else range(args.seeds)
+    for seed in seeds:
         for radial in args.radial.split(","):
             if (radial, seed) in done:
                 continue

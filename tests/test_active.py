@@ -78,17 +78,56 @@ def _assert_mlip_close(ours, ref, rtol):
 def test_active_set_is_mlip2s(cubic10, shared_data):
     """The active matrix equals the one in MLIP-2's .als (41 x 41: 24 radial, 1 species,
     16 moment columns; placeholders at the same rows), its inverse (stored transposed) too."""
+    from mlipress.active.als import parse_als
+
     mtp, params, train, active = cubic10
-    raw = (shared_data.joinpath(*AL) / "cubic10.als").read_bytes()
-    start = raw.index(b"\n#") + 2
+    ref = parse_als((shared_data.joinpath(*AL) / "cubic10.als").read_bytes())
     n = active.size
     assert n == 41 == mtp.num_params()["total"]
-    A = np.frombuffer(raw[start:start + 8 * n * n]).reshape(n, n)
-    invT = np.frombuffer(raw[start + 8 * n * n:start + 16 * n * n]).reshape(n, n)
+    A = ref["A"]
     assert np.abs(active.rows - A).max() <= 1e-12 * np.abs(A).max()
-    assert np.abs(np.linalg.inv(active.rows) - invT.T).max() <= 1e-7 * np.abs(invT).max()  # MLIP-2 updates its inverse by rank-one steps
+    # MLIP-2 updates its inverse by rank-one steps
+    assert np.abs(np.linalg.inv(active.rows) - ref["inverse"]).max() <= 1e-7 * np.abs(ref["inverse"]).max()
     assert active.placeholders() == 26
     assert np.array_equal(active.sources < 0, np.all(np.isin(A, [0.0, 1e-5]), axis=1))
+
+
+def test_als_round_trip(cubic10, shared_data, tmp_path):
+    """mlipress's .als of the Cu active set is MLIP-2's byte for byte outside the two binary
+    matrices (potential text, weights, row map, the 15 training configurations and the empty
+    placeholder one, 16-digit numbers); reading it back gives the same active set."""
+    from mlipress.active.als import CFG_WEIGHTS, format_als, parse_als, read_als, write_als
+    from mlipress.io.mtp import format_mtp
+    from mlipress.models.layers import MatrixFactorized
+
+    mtp, params, train, active = cubic10
+    ref_bytes = (shared_data.joinpath(*AL) / "cubic10.als").read_bytes()
+    path = tmp_path / "pot.als"
+    write_als(path, mtp, params, active, train)
+    ours = path.read_bytes()
+    assert ours == format_als(format_mtp(mtp), active, train)
+    n = active.size
+    start = ref_bytes.index(b"\n^") + 36
+    end = start + 16 * n * n
+    assert len(ours) == len(ref_bytes) and ours[:start] == ref_bytes[:start] and ours[end:] == ref_bytes[end:]
+    mine, ref = parse_als(ours), parse_als(ref_bytes)
+    assert np.array_equal(mine["weights"], CFG_WEIGHTS) and np.array_equal(mine["numbers"], ref["numbers"])
+    assert np.abs(mine["inverse"] - ref["inverse"]).max() <= 1e-7 * np.abs(ref["inverse"]).max()
+    back, configs = read_als(path)
+    assert np.array_equal(back.rows, active.rows) and len(configs) == n - active.placeholders() == 15
+    index = [-1 if s < 0 else next(k for k, c in enumerate(train) if np.array_equal(c.positions, configs[s].positions))
+             for s in back.sources]
+    assert index == active.sources.tolist()
+    for c, k in zip(configs, (s for s in active.sources if s >= 0)):
+        t = train[k]
+        assert c.energy == t.energy and np.array_equal(c.forces, t.forces) and np.array_equal(c.virial, t.virial)
+    with pytest.raises(ValueError, match="configuration-wise"):
+        write_als(path, mtp, params, active, train, GradeSettings(mode="nbh"))
+    mf = params.replace(radial=MatrixFactorized.from_dense(params.radial.dense(), rank=1))
+    with pytest.raises(ValueError, match="dense MTP"):
+        write_als(path, mtp, mf, active, train)
+    with pytest.raises(ValueError, match="not an MLIP-2 .als"):
+        parse_als(ref_bytes[:start + 100])
 
 
 def test_grades_agree_with_mlip2(cubic10, shared_data):
@@ -206,9 +245,12 @@ def test_grade_and_select_commands(shared_data, tmp_path, capsys):
     pot = tmp_path / "pot.mtp"
     shutil.copy(root / "cubic" / "10" / "pot.mtp", pot)
     train, cands = root / "cubic" / "first50.cfg", shared_data.joinpath(*AL) / "candidates20.cfg"
-    out = tmp_path / "graded.cfg"
-    assert main(["grade", str(pot), str(train), str(cands), str(out)]) == 0
+    out, als = tmp_path / "graded.cfg", tmp_path / "pot.als"
+    assert main(["grade", str(pot), str(train), str(cands), str(out), "--als-filename", str(als)]) == 0
     assert "built and saved" in capsys.readouterr().out and active_set_path(pot).exists()
+    from mlipress.active.als import read_als
+
+    assert read_als(als)[0].placeholders() == 26
     _, ref = _mlip_grades(shared_data.joinpath(*AL) / "grade_cubic10.cfg")
     _, ours = _mlip_grades(out)
     _assert_mlip_close(ours, ref, 1e-6)
