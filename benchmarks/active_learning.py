@@ -85,11 +85,12 @@ def starts(n: int, seed: int):
 
 
 def grading_overhead(mtp, params, train, atoms, species, steps: int = 40) -> dict:
-    """ms per MD step (NVT, 600 K, skin 0.5 A) without the grade and with it, both modes."""
+    """Process CPU ms per MD step (NVT, 600 K, skin 0.5 A) without the grade and with it,
+    both modes (CPU time: the machine is shared, wall time would measure the other jobs)."""
     from mlipress.active import GradeSettings, build_active_set
     from mlipress.simulate.md import MDSettings, SkinMTPCalculator, run_md
 
-    out = {"atoms": len(atoms), "steps": steps}
+    out = {"atoms": len(atoms), "steps": steps, "clock": "process CPU time"}
     for label in ("plain", "cfg", "nbh"):
         kw = {}
         if label != "plain":
@@ -98,12 +99,25 @@ def grading_overhead(mtp, params, train, atoms, species, steps: int = 40) -> dic
         calc = SkinMTPCalculator(mtp, species=species, params=params, **kw)
         run_md(atoms.copy(), calc, progress=False, settings=MDSettings(ensemble="nvt", temperature=600.0, steps=5,
                                                                        interval=5, seed=0))  # compile
-        res = run_md(atoms.copy(), calc, progress=False,
-                     settings=MDSettings(ensemble="nvt", temperature=600.0, steps=steps, interval=steps, seed=0))
-        out[f"{label}_ms_per_step"] = 1e3 * res.wall_s / steps
+        c0 = time.process_time()
+        run_md(atoms.copy(), calc, progress=False,
+               settings=MDSettings(ensemble="nvt", temperature=600.0, steps=steps, interval=steps, seed=0))
+        out[f"{label}_ms_per_step"] = 1e3 * (time.process_time() - c0) / steps
     for mode in ("cfg", "nbh"):
         out[f"{mode}_ratio"] = out[f"{mode}_ms_per_step"] / out["plain_ms_per_step"]
     return out
+
+
+def final_overhead(workdir: Path, species) -> dict | None:
+    """:func:`grading_overhead` of the final dense potential of seed 0 in ``workdir``."""
+    run = workdir / "dense_seed0"
+    if not (run / "pot.mtp").exists():
+        return None
+    from mlipress.io.cfg import read_cfg
+    from mlipress.io.mtp import read_mtp
+
+    mtp = read_mtp(run / "pot.mtp")
+    return grading_overhead(mtp, mtp.params(), read_cfg(run / "train.cfg").configurations, starts(1, 99)[0], species)
 
 
 def summary(runs: list[dict]) -> dict:
@@ -139,17 +153,36 @@ def markdown(result: dict) -> str:
                      f"{fmt(row, 'iterations')} | {fmt(row, 'grade_columns', 0)} | "
                      f"{fmt(row, 'test_energy_rmse_meV_per_atom', 2)} | "
                      f"{fmt(row, 'test_force_rmse_eV_per_A_component', 3)} | {fmt(row, 'cpu_s', 0)} |")
+    base = result["summary"].get("dense", {}).get("train_size")
+    if base:
+        for radial, row in result["summary"].items():
+            if radial != "dense" and row.get("train_size"):
+                lines.append("")
+                lines.append(f"{radial}: {row['train_size']['mean'] / base['mean']:.2f} x the base MTP's training set "
+                             f"({row['train_size']['mean']:.1f} vs {base['mean']:.1f} configurations), "
+                             f"{row['grade_columns']['mean']:.0f} vs {result['summary']['dense']['grade_columns']['mean']:.0f} "
+                             "grade columns.")
+    lines += ["", "Per run: training-set size at each iteration's fit (test E RMSE of that fit, meV/atom); "
+                  "the last is the size at convergence.", ""]
+    for r in sorted(result["runs"], key=lambda r: (r["radial"], r["seed"])):
+        steps = [f"{rec['train_size']} ({rec.get('test_energy_rmse_meV_per_atom', float('nan')):.1f})" for rec in r["log"]]
+        if r["log"] and r["log"][-1].get("selected"):
+            steps.append(f"{r['train_size']} (not fitted)")
+        lines.append(f"- {r['radial']} seed {r['seed']}: {' -> '.join(steps)}"
+                     f"{'' if r['converged'] else ' (not converged)'}")
     if result.get("overhead"):
         o = result["overhead"]
-        lines += ["", f"Grading on the fly (final base potential of seed 0, {o['atoms']} atoms, NVT, one thread): "
+        lines += ["", f"Grading on the fly (final base potential of seed 0, {o['atoms']} atoms, NVT, one thread, "
+                      f"{o.get('clock', 'wall time')}): "
                       f"{o['plain_ms_per_step']:.2f} ms/step without the grade, {o['cfg_ms_per_step']:.2f} with the "
                       f"configuration grade ({o['cfg_ratio']:.2f}x), {o['nbh_ms_per_step']:.2f} with the "
                       f"neighbourhood grades ({o['nbh_ratio']:.2f}x)."]
     lines += ["", "Mean +- standard deviation over seeds (std of a sample). Training-set sizes include the "
                   f"{result['settings']['initial']} initial configurations; for runs that did not converge within "
                   f"{result['settings']['max_iterations']} iterations the final size is a lower bound of the size at "
-                  "convergence. Test errors: the final potential on an independent EMT example set. Wall times "
-                  "include JIT compilation, paid mostly by the first run of the process (seed 0)."]
+                  "convergence. Test errors: the final potential on an independent EMT example set. CPU times "
+                  "(process CPU time of the whole run: fits, MD, grading, labelling) include JIT compilation, "
+                  "paid mostly by the first run of each process."]
     return "\n".join(lines) + "\n"
 
 
@@ -166,7 +199,7 @@ def main(argv=None) -> None:
         radials = ",".join(dict.fromkeys(r["radial"] for r in runs))
         result = {**parts[0], "settings": {**parts[0]["settings"], "radial": radials, "name": args.name},
                   "runs": runs, "summary": summary(runs),
-                  "overhead": next((p["overhead"] for p in parts if p.get("overhead")), None),
+                  "overhead": final_overhead(Path(args.workdir), parts[0]["settings"]["species"]),
                   "processes": [{"radial": p["settings"]["radial"], "machine": p["machine"]} for p in parts]}
         write_result(f"{args.name}.json", result)
         (RESULTS / f"{args.name}.md").write_text(markdown(result))
