@@ -89,7 +89,7 @@ def format_als(mtp_text: str, active: ActiveSet, train: Sequence[Configuration],
 def write_als(path, mtp, params, active: ActiveSet, train: Sequence[Configuration],
               settings: GradeSettings = GradeSettings()) -> None:
     """Write the active set of a dense MTP (configuration-wise, all coefficients) as MLIP-2's
-    ``.als``, atomically, so ``mlp calc-grade --als-filename`` / ``mlp select-add`` can go on
+    ``.als``, atomically, so ``mlp calc-grade --als-filename`` can go on
     from it."""
     if settings.mode != "cfg" or settings.wrt != "all":
         raise ValueError(f"MLIP-2's .als holds configuration-wise grades in all coefficients; "

@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("output", help=".cfg (Feature MV_grade) or .xyz (info MV_grade, per-atom nbh_grades)")
     p.add_argument("--als-filename", default=None,
                    help="also write the active set as MLIP-2's .als (dense MTP, --mode cfg --wrt all), "
-                        "for mlp calc-grade/select-add --als-filename")
+                        "for mlp calc-grade --als-filename")
     p.set_defaults(func=run_grade)
     q = sub.add_parser("select", help="configurations that enlarge the active set (role of mlp select-add)")
     _common(q)
