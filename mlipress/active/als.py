@@ -71,9 +71,9 @@ def _lossless_cfg(c: Configuration | None) -> str:
 def format_als(mtp_text: str, active: ActiveSet, train: Sequence[Configuration],
                weights: tuple[float, float, float, float] = CFG_WEIGHTS) -> bytes:
     """The ``.als`` bytes of ``active`` (sources: indices into ``train``, < 0 placeholders)."""
-    n = active.size
     if any(s >= len(train) for s in active.sources):
-        raise ValueError(f"active set refers to configuration {active.sources.max()}, the training set has {len(train)}")
+        raise ValueError(f"active set refers to configuration {active.sources.max()}, "
+                         f"the training set has {len(train)}")
     numbers: dict[int, int] = {}
     for s in active.sources.tolist():
         numbers.setdefault(s if s >= 0 else -1, len(numbers))
@@ -82,15 +82,13 @@ def format_als(mtp_text: str, active: ActiveSet, train: Sequence[Configuration],
            np.ascontiguousarray(active.rows).tobytes(), np.ascontiguousarray(inv.T).tobytes(), b"\n"]
     out += [f"{i} {numbers[s if s >= 0 else -1]}\n".encode() for i, s in enumerate(active.sources.tolist())]
     out += [_lossless_cfg(None if s < 0 else train[s]).encode() for s in numbers]
-    assert len(out) == 7 + n + len(numbers)
     return b"".join(out)
 
 
 def write_als(path, mtp, params, active: ActiveSet, train: Sequence[Configuration],
               settings: GradeSettings = GradeSettings()) -> None:
     """Write the active set of a dense MTP (configuration-wise, all coefficients) as MLIP-2's
-    ``.als``, atomically, so ``mlp calc-grade --als-filename`` can go on
-    from it."""
+    ``.als``, atomically, so MLIP-2 (``mlp calc-grade --als-filename``) can go on from it."""
     if settings.mode != "cfg" or settings.wrt != "all":
         raise ValueError(f"MLIP-2's .als holds configuration-wise grades in all coefficients; "
                          f"got mode={settings.mode!r}, wrt={settings.wrt!r}")
@@ -126,10 +124,11 @@ def parse_als(raw: bytes, path="<bytes>") -> dict:
     lines = tail_text.split("\n", n)
     try:
         numbers = np.array([int(line.split()[1]) for line in lines[:n]], dtype=np.int64)
+        body = lines[n]
     except (ValueError, IndexError):
         raise ValueError(f"{path}: the row map after the matrices is not {n} lines 'row configuration'") from None
     configs: list[Configuration | None] = []
-    for block in lines[n].split("BEGIN_CFG")[1:]:
+    for block in body.split("BEGIN_CFG")[1:]:
         if block.split("\n", 3)[2].strip() == "0":
             configs.append(None)
         else:
