@@ -34,6 +34,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--radial", default="dense,mf:2,tt:2", help="comma-separated radial specs")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--only-seeds", default="", help="comma-separated seeds to run instead of 0..SEEDS-1 "
+                                                     "(to spread seeds over processes; join with --merge)")
     p.add_argument("--level", type=int, default=8)
     p.add_argument("--cutoff", type=float, default=5.0)
     p.add_argument("--temperatures", default="300,900")
@@ -50,6 +52,9 @@ def parse_args(argv=None):
     p.add_argument("--workdir", default="/tmp/mlipress_active_learning_bench")
     p.add_argument("--name", default="active_learning")
     p.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json and exit")
+    p.add_argument("--merge", default="",
+                   help="comma-separated result names (e.g. runs of different --radial in parallel processes): "
+                        "join their runs into --name's .json and .md and exit")
     return p.parse_args(argv)
 
 
@@ -80,25 +85,40 @@ def starts(n: int, seed: int):
 
 
 def grading_overhead(mtp, params, train, atoms, species, steps: int = 40) -> dict:
-    """ms per MD step (NVT, 600 K, skin 0.5 A) without the grade and with it, both modes."""
+    """Process CPU ms per MD step (NVT, 600 K, skin 0.5 A) without the grade and with it,
+    both modes (CPU time: the machine is shared, wall time would measure the other jobs)."""
     from mlipress.active import GradeSettings, build_active_set
     from mlipress.simulate.md import MDSettings, SkinMTPCalculator, run_md
 
-    out = {"atoms": len(atoms), "steps": steps}
+    out = {"atoms": len(atoms), "steps": steps, "clock": "process CPU time"}
     for label in ("plain", "cfg", "nbh"):
         kw = {}
         if label != "plain":
             g = GradeSettings(mode=label)
             kw = dict(grade=True, active_set=build_active_set(mtp, params, train, g), grade_settings=g)
         calc = SkinMTPCalculator(mtp, species=species, params=params, **kw)
-        run_md(atoms.copy(), calc, progress=False, settings=MDSettings(ensemble="nvt", temperature=600.0, steps=5,
-                                                                       interval=5, seed=0))  # compile
-        res = run_md(atoms.copy(), calc, progress=False,
-                     settings=MDSettings(ensemble="nvt", temperature=600.0, steps=steps, interval=steps, seed=0))
-        out[f"{label}_ms_per_step"] = 1e3 * res.wall_s / steps
+        md = MDSettings(ensemble="nvt", temperature=600.0, steps=steps, interval=steps, seed=0)
+        cpu = []
+        for _ in range(3):  # the first pays compilation (also of neighbour-list shapes met on the way)
+            c0 = time.process_time()
+            run_md(atoms.copy(), calc, progress=False, settings=md)
+            cpu.append(time.process_time() - c0)
+        out[f"{label}_ms_per_step"] = 1e3 * min(cpu[1:]) / steps
     for mode in ("cfg", "nbh"):
         out[f"{mode}_ratio"] = out[f"{mode}_ms_per_step"] / out["plain_ms_per_step"]
     return out
+
+
+def final_overhead(workdir: Path, species) -> dict | None:
+    """:func:`grading_overhead` of the final dense potential of seed 0 in ``workdir``."""
+    run = workdir / "dense_seed0"
+    if not (run / "pot.mtp").exists():
+        return None
+    from mlipress.io.cfg import read_cfg
+    from mlipress.io.mtp import read_mtp
+
+    mtp = read_mtp(run / "pot.mtp")
+    return grading_overhead(mtp, mtp.params(), read_cfg(run / "train.cfg").configurations, starts(1, 99)[0], species)
 
 
 def summary(runs: list[dict]) -> dict:
@@ -109,7 +129,7 @@ def summary(runs: list[dict]) -> dict:
         rs = [r for r in runs if r["radial"] == radial]
         row = {"runs": len(rs), "converged": sum(r["converged"] for r in rs)}
         for key in ("train_size", "iterations", "test_energy_rmse_meV_per_atom", "test_force_rmse_eV_per_A_component",
-                    "grade_columns", "wall_s"):
+                    "grade_columns", "cpu_s", "wall_s"):
             vals = np.array([r[key] for r in rs if r.get(key) is not None], dtype=float)
             if len(vals):
                 row[key] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
@@ -122,7 +142,7 @@ def markdown(result: dict) -> str:
     lines = ["# Active learning of base and compressed MTPs (EMT Cu-Ag-Au)", "",
              f"Settings: {json.dumps(result['settings'])}", "",
              f"Machine: {result['machine'].get('cpu', '?')}, 1 thread, 1-min load average at start {result['machine'].get('load_average_1min_at_start', '?'):.1f} (shared machine)", "",
-             "| radial | converged | final training set | iterations | grade columns | test E RMSE (meV/atom) | test F RMSE (eV/A, per component) | wall (s) |",
+             "| radial | converged | final training set | iterations | grade columns | test E RMSE (meV/atom) | test F RMSE (eV/A, per component) | CPU (s) |",
              "|---|---|---|---|---|---|---|---|"]
 
     def fmt(row, key, digits=1):
@@ -133,18 +153,37 @@ def markdown(result: dict) -> str:
         lines.append(f"| {radial} | {row['converged']}/{row['runs']} | {fmt(row, 'train_size')} | "
                      f"{fmt(row, 'iterations')} | {fmt(row, 'grade_columns', 0)} | "
                      f"{fmt(row, 'test_energy_rmse_meV_per_atom', 2)} | "
-                     f"{fmt(row, 'test_force_rmse_eV_per_A_component', 3)} | {fmt(row, 'wall_s', 0)} |")
+                     f"{fmt(row, 'test_force_rmse_eV_per_A_component', 3)} | {fmt(row, 'cpu_s', 0)} |")
+    base = result["summary"].get("dense", {}).get("train_size")
+    if base:
+        for radial, row in result["summary"].items():
+            if radial != "dense" and row.get("train_size"):
+                lines.append("")
+                lines.append(f"{radial}: {row['train_size']['mean'] / base['mean']:.2f} x the base MTP's training set "
+                             f"({row['train_size']['mean']:.1f} vs {base['mean']:.1f} configurations), "
+                             f"{row['grade_columns']['mean']:.0f} vs {result['summary']['dense']['grade_columns']['mean']:.0f} "
+                             "grade columns.")
+    lines += ["", "Per run: training-set size at each iteration's fit (test E RMSE of that fit, meV/atom); "
+                  "the last is the size at convergence.", ""]
+    for r in sorted(result["runs"], key=lambda r: (r["radial"], r["seed"])):
+        steps = [f"{rec['train_size']} ({rec.get('test_energy_rmse_meV_per_atom', float('nan')):.1f})" for rec in r["log"]]
+        if r["log"] and r["log"][-1].get("selected"):
+            steps.append(f"{r['train_size']} (not fitted)")
+        lines.append(f"- {r['radial']} seed {r['seed']}: {' -> '.join(steps)}"
+                     f"{'' if r['converged'] else ' (not converged)'}")
     if result.get("overhead"):
         o = result["overhead"]
-        lines += ["", f"Grading on the fly (final base potential of seed 0, {o['atoms']} atoms, NVT, one thread): "
+        lines += ["", f"Grading on the fly (final base potential of seed 0, {o['atoms']} atoms, NVT, one thread, "
+                      f"{o.get('clock', 'wall time')}): "
                       f"{o['plain_ms_per_step']:.2f} ms/step without the grade, {o['cfg_ms_per_step']:.2f} with the "
                       f"configuration grade ({o['cfg_ratio']:.2f}x), {o['nbh_ms_per_step']:.2f} with the "
                       f"neighbourhood grades ({o['nbh_ratio']:.2f}x)."]
     lines += ["", "Mean +- standard deviation over seeds (std of a sample). Training-set sizes include the "
                   f"{result['settings']['initial']} initial configurations; for runs that did not converge within "
                   f"{result['settings']['max_iterations']} iterations the final size is a lower bound of the size at "
-                  "convergence. Test errors: the final potential on an independent EMT example set. Wall times "
-                  "include JIT compilation, paid mostly by the first run of the process (seed 0)."]
+                  "convergence. Test errors: the final potential on an independent EMT example set. CPU times "
+                  "(process CPU time of the whole run: fits, MD, grading, labelling) include JIT compilation, "
+                  "paid mostly by the first run of each process."]
     return "\n".join(lines) + "\n"
 
 
@@ -154,6 +193,22 @@ def main(argv=None) -> None:
     if args.markdown_only:
         result = json.loads((RESULTS / f"{args.name}.json").read_text())
         (RESULTS / f"{args.name}.md").write_text(markdown(result))
+        return
+    if args.merge:
+        parts = [json.loads((RESULTS / f"{n}.json").read_text()) for n in args.merge.split(",")]
+        runs = list({(r["radial"], r["seed"]): r for part in parts for r in part["runs"]}.values())
+        # only seeds every radial finished: a slow unfinished run must not bias a mean
+        radial_set = {r["radial"] for r in runs}
+        complete = {s for s in {r["seed"] for r in runs} if {r["radial"] for r in runs if r["seed"] == s} == radial_set}
+        runs = sorted((r for r in runs if r["seed"] in complete), key=lambda r: (r["seed"], r["radial"]))
+        radials = ",".join(dict.fromkeys(r["radial"] for r in runs))
+        result = {**parts[0], "settings": {**parts[0]["settings"], "radial": radials, "name": args.name},
+                  "runs": runs, "summary": summary(runs),
+                  "overhead": final_overhead(Path(args.workdir), parts[0]["settings"]["species"]),
+                  "processes": [{"radial": p["settings"]["radial"], "machine": p["machine"]} for p in parts]}
+        write_result(f"{args.name}.json", result)
+        (RESULTS / f"{args.name}.md").write_text(markdown(result))
+        print(markdown(result))
         return
     from ase.calculators.emt import EMT
 
@@ -169,7 +224,8 @@ def main(argv=None) -> None:
     done = {(r["radial"], r["seed"]) for r in runs}
     result = {"settings": {**vars(args), "species": SPECIES}, "machine": machine(1), "runs": runs}
     overhead = previous.get("overhead")
-    for seed in range(args.seeds):
+    seeds = [int(x) for x in args.only_seeds.split(",")] if args.only_seeds else range(args.seeds)
+    for seed in seeds:
         for radial in args.radial.split(","):
             if (radial, seed) in done:
                 continue
@@ -177,14 +233,14 @@ def main(argv=None) -> None:
                               fit_iters=args.fit_iters, seed=seed, temperatures=temps, md_steps=args.md_steps,
                               grade_mode=args.mode, grade_break=args.grade_break, max_select=args.max_select, max_iterations=args.max_iterations)
             work = Path(args.workdir) / f"{radial.replace(':', '_').replace(',', '-')}_seed{seed}"
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 res = learn(work, initial_set(args.initial, seed, SPECIES), starts(args.starts, seed), EMT, s, test=test,
                             out=io.StringIO())
             except Exception as exc:  # noqa: BLE001  a failed run is reported, the others go on
                 print(f"{radial} seed {seed} failed: {exc!r}", flush=True)
                 continue
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             last = res.log[-1] if res.log else {}
             names = parameter_names(res.params, "all")
             import jax
@@ -194,10 +250,10 @@ def main(argv=None) -> None:
                    "iterations": len(res.log), "grade_columns": columns,
                    "test_energy_rmse_meV_per_atom": last.get("test_energy_rmse_meV_per_atom"),
                    "test_force_rmse_eV_per_A_component": last.get("test_force_rmse_eV_per_A_component"),
-                   "wall_s": wall, "log": res.log}
+                   "cpu_s": cpu, "wall_s": wall, "log": res.log}
             runs.append(run)
             print(f"{radial:8s} seed {seed}: converged {res.converged}, {len(res.train)} configurations, "
-                  f"{len(res.log)} iterations, test E RMSE {run['test_energy_rmse_meV_per_atom']}, {wall:.0f} s",
+                  f"{len(res.log)} iterations, test E RMSE {run['test_energy_rmse_meV_per_atom']}, {cpu:.0f} s CPU",
                   flush=True)
             if overhead is None and radial == "dense":
                 overhead = grading_overhead(res.mtp, res.params, res.train.configurations, starts(1, 99)[0], SPECIES)

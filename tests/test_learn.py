@@ -113,3 +113,40 @@ def test_learn_settings_file_errors(tmp_path):
     assert kw["settings"].temperatures == (300.0, 600.0) and len(kw["structures"][0]) == 32
     with pytest.raises(ValueError, match="grade_break"):
         LearnSettings(species=("Cu",), grade_threshold=3.0, grade_break=2.0)
+
+
+def test_learn_resumes_inside_an_interrupted_fit(tmp_path, monkeypatch):
+    """Killed right after the first fit checkpoint (iteration 10 of 15), the loop resumes the
+    fit from it and ends with the potential of an uninterrupted run, bit for bit (MD left out:
+    a round without extrapolation)."""
+    import dataclasses
+
+    import mlipress.active.learn as module
+    import mlipress.fit.checkpoint as ckpt
+
+    one = dataclasses.replace(SETTINGS, max_iterations=1)
+    monkeypatch.setattr(module, "_explore", lambda *args, **kwargs: ([], []))
+    learn(tmp_path / "straight", _initial(), _start(), EMT, one)
+    real_save, real_load = ckpt.save, ckpt.load
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise _Interrupt
+
+    monkeypatch.setattr(ckpt, "save", save_then_die)
+    with pytest.raises(_Interrupt):
+        learn(tmp_path / "killed", _initial(), _start(), EMT, one)
+    assert (tmp_path / "killed" / "fit0.ckpt.npz").exists() and not (tmp_path / "killed" / "pot.mtp").exists()
+    loaded = []
+
+    def spy_load(*args, **kwargs):
+        header, state = real_load(*args, **kwargs)
+        loaded.append(header["iteration"])
+        return header, state
+
+    monkeypatch.setattr(ckpt, "save", real_save)
+    monkeypatch.setattr(ckpt, "load", spy_load)
+    learn(tmp_path / "killed", [], _start(), EMT, one)
+    assert loaded == [10]
+    assert (tmp_path / "killed" / "pot.mtp").read_text() == (tmp_path / "straight" / "pot.mtp").read_text()
+    assert not (tmp_path / "killed" / "fit0.ckpt.npz").exists()

@@ -2,7 +2,8 @@
 
 - :mod:`.maxvol`: the MaxVol algorithm on plain matrices;
 - :mod:`.grade`: MLIP-2's rows (energy derivatives) of a model, active sets, grades, selection;
-- :mod:`.state`: the active set saved next to a potential (a sidecar file).
+- :mod:`.state`: the active set saved next to a potential (a sidecar file);
+- :mod:`.als`: MLIP-2's ``.als`` active-learning state, written for MLIP-2 and read back.
 
 The definitions and MLIP-2 compatibility are in docs/active_learning.md.
 """

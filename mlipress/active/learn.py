@@ -20,7 +20,8 @@ Everything lives in ``workdir``: ``train.cfg`` (the growing training set), ``pot
 ``pot.mtp.factors.npz`` for a compressed potential), ``log.jsonl`` (one record per
 iteration: training-set size, grades, selected, MD steps, test errors) and ``state.json``
 (the iteration and what of it is done), all written atomically; an interrupted run resumes
-where it stopped (a fit interrupted midway is redone from the previous potential).
+where it stopped (a fit interrupted midway resumes from its last checkpoint,
+``fit<iteration>.ckpt.npz``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from mlipress.io.atomic import atomic_write
 from mlipress.io.cfg import read_cfg, write_cfg
 
 __all__ = ["LearnSettings", "LearnResult", "learn", "load_settings", "resolve_calculator"]
+
+#: optimiser iterations between checkpoints of a fit (resume inside an interrupted fit)
+FIT_CHECKPOINT_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -171,11 +175,20 @@ def _append_log(workdir: Path, record: dict) -> None:
     atomic_write(path, old + json.dumps(record) + "\n")
 
 
-def _fit(mtp, params, train: Dataset, s: LearnSettings, iteration: int):
-    """Fit (warm start from ``params`` unless None) -> (mtp, params)."""
+def _fit_checkpoint(workdir: Path, iteration: int) -> Path:
+    return workdir / f"fit{iteration}.ckpt.npz"
+
+
+def _fit(mtp, params, train: Dataset, s: LearnSettings, iteration: int, workdir: Path):
+    """Fit (warm start from ``params`` unless None) -> (mtp, params). The optimiser state is
+    checkpointed every ``FIT_CHECKPOINT_EVERY`` iterations to ``fit<iteration>.ckpt.npz``, so
+    a fit interrupted midway resumes (bit-identically) instead of starting again; the
+    checkpoint is removed once the potential is written."""
     from mlipress.fit.trainer import TrainSettings
 
-    settings = TrainSettings(max_iter=s.fit_iters, seed=s.seed + iteration, log_every=0)
+    settings = TrainSettings(max_iter=s.fit_iters, seed=s.seed + iteration, log_every=0,
+                             checkpoint=str(_fit_checkpoint(workdir, iteration)),
+                             checkpoint_every=FIT_CHECKPOINT_EVERY, resume=True)
     start = mtp if params is None else mtp.with_params(params)
     quiet = io.StringIO()
     if s.radial == "dense":
@@ -287,16 +300,17 @@ def learn(workdir, train, structures, calculator: Callable, settings: LearnSetti
 
     while not state["converged"] and state["iteration"] < s.max_iterations:
         it = state["iteration"]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if not state["fitted"]:
-            mtp, params = _fit(mtp, params, train, s, it)
+            mtp, params = _fit(mtp, params, train, s, it, workdir)
             _write_potential(workdir, mtp, params, s)
             state = {**state, "fitted": True}
             _write_state(workdir, state)
-        t_fit = time.perf_counter() - t0
+            _fit_checkpoint(workdir, it).unlink(missing_ok=True)
+        t_fit, c_fit = time.perf_counter() - t0, time.process_time() - c0
         active = build_active_set(mtp, params, train.configurations, s.grade_settings)
         found, runs = _explore(mtp, params, active, structures, s, it)
-        record = {"iteration": it, "train_size": len(train), "fit_s": round(t_fit, 3),
+        record = {"iteration": it, "train_size": len(train), "fit_s": round(t_fit, 3), "fit_cpu_s": round(c_fit, 3),
                   "active_placeholders": active.placeholders(), "extrapolative": len(found),
                   "max_grade": max((r["max_grade"] for r in runs), default=0.0), "md": runs,
                   **_errors(mtp, params, test)}
@@ -313,6 +327,7 @@ def learn(workdir, train, structures, calculator: Callable, settings: LearnSetti
             record["selected"] = len(chosen)
             state = {**state, "iteration": it + 1, "fitted": False, "train_size": len(train)}
         record["wall_s"] = round(time.perf_counter() - t0, 3)
+        record["cpu_s"] = round(time.process_time() - c0, 3)
         _append_log(workdir, record)
         _write_state(workdir, state)
         log.append(record)

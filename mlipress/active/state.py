@@ -10,9 +10,8 @@
 The file is only valid for the same coefficients (``params_sha256``, over every parameter
 array, so also a compressed potential's factors), the same training set (``train_sha256``,
 over positions, types and cells) and the same settings; :func:`active_set_for` rebuilds and
-rewrites it (atomically) otherwise. MLIP-2's ``.als`` and MLIP-3's ``#MVS_v1.1`` are not
-written: their layouts are MLIP's own (the ``.als`` in the reference data holds the same
-matrix, see docs/active_learning.md).
+rewrites it (atomically) otherwise. MLIP-2's ``.als`` (for MLIP-2 itself) is written by
+:mod:`mlipress.active.als`; MLIP-3's ``#MVS_v1.1`` is not.
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ def register(sub) -> None:
     _common(p)
     p.add_argument("input", help="configurations to grade")
     p.add_argument("output", help=".cfg (Feature MV_grade) or .xyz (info MV_grade, per-atom nbh_grades)")
+    p.add_argument("--als-filename", default=None,
+                   help="also write the active set as MLIP-2's .als (dense MTP, --mode cfg --wrt all), "
+                        "for mlp calc-grade --als-filename")
     p.set_defaults(func=run_grade)
     q = sub.add_parser("select", help="configurations that enlarge the active set (role of mlp select-add)")
     _common(q)
@@ -49,14 +52,19 @@ def _setup(args, *paths):
     active, reused = active_set_for(args.potential, mtp, params, train.configurations, settings)
     print(f"active set: {active.size} rows, {active.size - active.placeholders()} from {args.train}"
           f" ({'reused' if reused else 'built and saved'})")
-    return mtp, params, settings, active, data
+    return mtp, params, settings, active, train, data
 
 
 def run_grade(args) -> int:
     from mlipress.active import grade
     from mlipress.active.files import write_graded
 
-    mtp, params, settings, active, (data,) = _setup(args, args.input)
+    mtp, params, settings, active, train, (data,) = _setup(args, args.input)
+    if args.als_filename:
+        from mlipress.active.als import write_als
+
+        write_als(args.als_filename, mtp, params, active, train.configurations, settings)
+        print(f"active set written as MLIP-2 .als -> {args.als_filename}")
     g = grade(mtp, params, active, data.configurations, settings)
     write_graded(data, g, args.output, per_atom=settings.mode == "nbh")
     worst = max((float(x.max()) for x in g), default=0.0)
@@ -69,7 +77,7 @@ def run_select(args) -> int:
     from mlipress.active import select
     from mlipress.active.files import write_graded
 
-    mtp, params, settings, active, (cands,) = _setup(args, args.candidates)
+    mtp, params, settings, active, _, (cands,) = _setup(args, args.candidates)
     chosen, new, g = select(mtp, params, active, cands.configurations, settings, args.threshold, args.max_count)
     write_graded(cands, [g[k:k + 1] for k in range(len(g))], args.output, keep=chosen)
     print(f"selected {len(chosen)} of {len(cands)} candidates (threshold {args.threshold:g}); "
