@@ -38,15 +38,20 @@ def _compiled_features(key: StructureKey):
 
 
 def _weighted_rows(chunk: TrainingChunk, features) -> np.ndarray:
-    """Nonzero rows of sqrt(w) [X | y] of one chunk (at most C + 3A + 9C rows, P + 1 columns)."""
-    dE, dF, dV = (np.asarray(a) for a in features)
+    """Nonzero rows of sqrt(w) [X | y] of one chunk (at most C + 3A + 9C rows, P + 1 columns;
+    A more for a magnetic model's fourth feature block, the magnetic forces)."""
+    dE, dF, dV = (np.asarray(a) for a in features[:3])
     P = dE.shape[1]
     se, sf, sv = (np.sqrt(np.asarray(w)) for w in (chunk.w_energy, chunk.w_force, chunk.w_stress))
     energy, forces, virial = (np.asarray(a) for a in (chunk.energy, chunk.forces, chunk.virial))
     top = np.hstack([dE, energy[:, None]]) * se[:, None]
     forces = np.concatenate([dF, forces[..., None]], axis=2) * sf[:, None, None]
     vir = np.concatenate([dV, virial[..., None]], axis=3) * sv[:, None, None, None]
-    rows = np.vstack([top, forces.reshape(-1, P + 1), vir.reshape(-1, P + 1)])
+    blocks = [top, forces.reshape(-1, P + 1), vir.reshape(-1, P + 1)]
+    if len(features) > 3:
+        sm = np.sqrt(np.asarray(chunk.w_magmom_force))
+        blocks.append(np.hstack([np.asarray(features[3]), np.asarray(chunk.magmom_forces)[:, None]]) * sm[:, None])
+    rows = np.vstack(blocks)
     keep = np.any(rows[:, :-1] != 0, axis=1) | (rows[:, -1] != 0)
     return rows[keep]
 

@@ -20,7 +20,8 @@ A **model** provides
 - ``features_fn() -> features(params, batch)``: the columns of the part the model is linear in,
   ``(energy (C, P), forces (A, 3, P), virial (C, 3, 3, P))`` with ``E = energy @ params.linear``
   exactly (and so for forces and virial); this is what the exact linear solve, variable
-  projection and (later) MaxVol active learning work on;
+  projection and (later) MaxVol active learning work on; a magnetic model (whose ``efs`` also
+  returns ``magmom_forces`` (A,)) appends their columns (A, P) as a fourth block;
 - ``penalty(params) -> scalar``: a regulariser of the nonlinear part (MTP: MLIP's radial
   orthonormality penalty), multiplied by ``LossWeights.penalty`` in the loss; 0 if none;
 - ``write(path)`` and the classmethod ``read(path)``: the family's potential file (an MTP's is
