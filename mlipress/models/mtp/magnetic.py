@@ -100,7 +100,7 @@ class _SplitTensorTrain(TensorTrain):
     split: ClassVar[tuple[int, int, int]] = ()
 
     @classmethod
-    def _modes(cls, shape) -> tuple[int, ...]:
+    def modes_for(cls, shape) -> tuple[int, ...]:
         shape = tuple(int(n) for n in shape)
         if len(shape) == 6:
             return shape
@@ -120,19 +120,19 @@ class _SplitTensorTrain(TensorTrain):
     @classmethod
     def from_dense(cls, C, ranks):
         C = np.asarray(C, dtype=np.float64)
-        return super().from_dense(C.reshape(cls._modes(C.shape)), cls._ranks(ranks))
+        return super().from_dense(C.reshape(cls.modes_for(C.shape)), cls._ranks(ranks))
 
     @classmethod
     def random(cls, key, shape, ranks, scale: float = 0.1):
-        return super().random(key, cls._modes(shape), cls._ranks(ranks), scale)
+        return super().random(key, cls.modes_for(shape), cls._ranks(ranks), scale)
 
     @classmethod
     def param_count(cls, shape, ranks) -> int:
-        return tt_param_count(cls._modes(shape), cls._ranks(ranks))
+        return tt_param_count(cls.modes_for(shape), cls._ranks(ranks))
 
     @classmethod
     def rank_candidates(cls, shape) -> list:
-        return TensorTrain.rank_candidates(cls._modes(shape))
+        return TensorTrain.rank_candidates(cls.modes_for(shape))
 
     @property
     def shape(self) -> tuple[int, ...]:

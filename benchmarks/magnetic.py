@@ -1,0 +1,207 @@
+"""Magnetic MTP: base (dense) vs MF- and TT-compressed radial tensors on the SYNTHETIC system.
+
+Data: :mod:`mlipress.synthetic_magnetic` (EMT + Heisenberg coupling + Landau term, two species,
+random strained/rattled 16-atom fcc cells with random collinear moments; labels E, F, virial and
+magnetic forces -dE/ds). No DFT: the numbers test the machinery, not a material.
+
+Every model starts untrained from the same magnetic MTP (level ``--level``, N_b = 8, N_s = 4 on
+[-3, 3] mu_B) with random factors of seed s (variable projection, the same iteration budget);
+ensembles of ``--seeds`` seeds. Compressed at about 50% and 80% fewer radial parameters:
+
+- MF on the unfolding (N_T^2) x (N_mu N_b N_s^2) at the rank closest to the target;
+- TT over (z_i, z_j, mu, beta, zeta, gamma), the five ranks (clipped to the mode sizes) whose
+  count is closest to the target, preferring balanced ranks.
+
+Reported per model (mean and 1 sigma over seeds): validation energy (meV/atom), force (eV/A per
+component) and magnetic-force (eV/mu_B) RMSE, process CPU time of the fit, and the ferro vs
+antiferro ordering energy ``E_AFM - E_FM`` (meV/atom) of one fixed Ni-rich cell, each state's
+moments relaxed at fixed positions (:func:`mlipress.simulate.spins.relax_magmoms`) from +2 mu_B
+on every magnetic atom (FM) or +-2 mu_B on alternating (001) planes (AFM), against the same
+quantity of the reference model.
+
+    nohup python benchmarks/magnetic.py > magnetic.log 2>&1 &                 # defaults, ~1 h loaded
+    python benchmarks/magnetic.py --level 6 --max-iter 20 --seeds 1 --train-configs 8   # smoke
+
+Writes ``results/magnetic.json`` and ``results/magnetic.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, pin_one_core, write_result  # noqa: E402
+
+
+def tt_ranks_for(layer, shape, target: int):
+    """Five TT ranks (clipped to the modes) whose parameter count is closest to ``target``;
+    ties to the most balanced."""
+    from mlipress.models.layers import clip_tt_ranks
+
+    modes = layer.modes_for(shape)
+    best = None
+    for ranks in itertools.product(range(1, 9), repeat=5):
+        ranks = clip_tt_ranks(modes, ranks)
+        count = layer.param_count(shape, ranks)
+        key = (abs(count - target), max(ranks) - min(ranks), count)
+        if best is None or key < best[0]:
+            best = (key, ranks)
+    return best[1]
+
+
+def variants(mtp):
+    from mlipress.models.layers import MatrixFactorized, dense_param_count, parse_radial_spec
+
+    shape = mtp.radial_shape
+    full = dense_param_count(shape)
+    out = [("dense", "dense")]
+    tt = mtp.radial_layer(parse_radial_spec("tt:1"))
+    for saving in (0.5, 0.8):
+        target = (1 - saving) * full
+        r = min(range(1, min(shape[0] ** 2, shape[2] * shape[3]) + 1),
+                key=lambda r: abs(MatrixFactorized.param_count(shape, r) - target))
+        out.append((f"MF -{saving:.0%}", f"mf:{r}"))
+        out.append((f"TT -{saving:.0%}", "tt:" + ",".join(map(str, tt_ranks_for(tt, shape, target)))))
+    return out
+
+
+def ordering_cell(seed: int = 7):
+    """The fixed cell of the ordering test: ideal fcc (2, 2, 1) cubic cells, 75% magnetic species."""
+    from mlipress.synthetic_magnetic import random_cell
+
+    return random_cell(np.random.default_rng(seed), strain=0.0, rattle=0.0, fraction_magnetic=0.75)
+
+
+def ordering_energy(atoms, calc) -> tuple[float, dict]:
+    """``E_AFM - E_FM`` (meV/atom) with moments relaxed at fixed positions, and the details."""
+    from mlipress.simulate.spins import relax_magmoms
+
+    magnetic = np.array([s == "Ni" for s in atoms.get_chemical_symbols()])
+    planes = np.round(atoms.positions[:, 2] / (atoms.cell[2, 2] / 2)).astype(int) % 2  # (001) planes, a/2 apart
+    starts = {"FM": np.where(magnetic, 2.0, 0.1), "AFM": np.where(magnetic, 2.0 * (1 - 2 * planes), 0.1)}
+    out = {}
+    for name, s0 in starts.items():
+        a = atoms.copy()
+        a.set_initial_magnetic_moments(s0)
+        a.calc = calc
+        res = relax_magmoms(a, mmax=1e-4, max_evaluations=500)
+        out[name] = {"energy": res.energy, "converged": res.converged,
+                     "mean |s| magnetic": float(np.abs(a.get_initial_magnetic_moments()[magnetic]).mean()),
+                     "net moment": float(a.get_initial_magnetic_moments().sum())}
+    return 1e3 * (out["AFM"]["energy"] - out["FM"]["energy"]) / len(atoms), out
+
+
+def rmse_of(model, params, data) -> dict:
+    from mlipress.metrics import error_report
+    from mlipress.predict import predict
+
+    pred, _ = predict(model, data, params=params)
+    rep = error_report(list(data), pred)
+    return {"energy_meV_per_atom": 1e3 * rep["energy_per_atom_eV"]["rmse"], "force_eV_per_A": rep["forces_eV_per_A"]["rmse"],
+            "magmom_force_eV_per_muB": rep["magmom_forces_eV_per_muB"]["rmse"]}
+
+
+def fit_one(mtp, train, valid, spec, seed, args):
+    from mlipress.calculator import MTPCalculator
+    from mlipress.compress import fit_compressed
+    from mlipress.fit import TrainSettings
+    from mlipress.loss import LossWeights
+
+    weights = LossWeights(energy=1.0, force=0.01, stress=0.001, magnetic_force=args.magnetic_weight)
+    s = TrainSettings(weights=weights, max_iter=args.max_iter, seed=seed, log_every=0, ftol=0.0, gtol=0.0)
+    t0 = time.process_time()
+    res = fit_compressed(mtp, train, spec, s, valid_data=valid, out=io.StringIO())
+    cpu = time.process_time() - t0
+    calc = MTPCalculator(res.mtp, species=("Ni", "Cu"), params=res.params)
+    d_order, detail = ordering_energy(ordering_cell(), calc)
+    return {"seed": seed, "spec": spec, "radial_params": int(res.params.radial.num_params), "fit_cpu_s": cpu,
+            "iterations": len(res.history), "train": rmse_of(res.mtp, res.params, train),
+            "valid": rmse_of(res.mtp, res.params, valid), "ordering_meV_per_atom": d_order, "ordering": detail}
+
+
+def mean_sd(values):
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--level", type=int, default=8)
+    ap.add_argument("--max-iter", type=int, default=100)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--train-configs", type=int, default=24)
+    ap.add_argument("--valid-configs", type=int, default=12)
+    ap.add_argument("--magnetic-weight", type=float, default=0.01)
+    ap.add_argument("--name", default="magnetic")
+    args = ap.parse_args(argv)
+    pin_one_core()
+
+    from mlipress.calculator import MTPCalculator  # noqa: F401  (import before timing)
+    from mlipress.models.mtp.magnetic import magnetic_mtp
+    from mlipress.synthetic_magnetic import HeisenbergLandauEMT, magnetic_dataset
+
+    train = magnetic_dataset(args.train_configs, seed=0)
+    valid = magnetic_dataset(args.valid_configs, seed=1)
+    mtp = magnetic_mtp(args.level, 2, 1.8, 5.0, 8, spin_basis_size=4, max_moment=3.0)
+    ref_order, ref_detail = ordering_energy(ordering_cell(), HeisenbergLandauEMT())
+    print(f"reference ordering E_AFM - E_FM = {ref_order:.2f} meV/atom; radial tensor {mtp.radial_shape}, "
+          f"{mtp.num_params()['radial']} of {mtp.num_params()['total']} parameters radial", flush=True)
+    rows, runs = [], []
+    for label, spec in variants(mtp):
+        fits = []
+        for seed in range(args.seeds):
+            r = fit_one(mtp, train, valid, spec, seed, args)
+            fits.append(r)
+            print(f"{label:8s} {spec:18s} seed {seed}: valid E {r['valid']['energy_meV_per_atom']:.2f} meV/atom, "
+                  f"F {r['valid']['force_eV_per_A']:.4f}, M {r['valid']['magmom_force_eV_per_muB']:.4f}, "
+                  f"order {r['ordering_meV_per_atom']:.2f} meV/atom, {r['fit_cpu_s']:.0f} s CPU", flush=True)
+        runs.extend(dict(r, label=label) for r in fits)
+        row = {"label": label, "spec": spec, "radial_params": fits[0]["radial_params"]}
+        for key in ("energy_meV_per_atom", "force_eV_per_A", "magmom_force_eV_per_muB"):
+            row[key] = mean_sd([f["valid"][key] for f in fits])
+        row["fit_cpu_s"] = mean_sd([f["fit_cpu_s"] for f in fits])
+        row["ordering_meV_per_atom"] = mean_sd([f["ordering_meV_per_atom"] for f in fits])
+        rows.append(row)
+
+    result = {"machine": machine(), "settings": vars(args), "radial_shape": list(mtp.radial_shape),
+              "dense_radial_params": mtp.num_params()["radial"], "total_params": mtp.num_params()["total"],
+              "reference_ordering_meV_per_atom": ref_order, "reference_ordering": ref_detail, "rows": rows, "runs": runs}
+    write_result(f"{args.name}.json", json.loads(json.dumps(result, default=float)))
+    lines = [
+        "# Magnetic MTP: dense vs compressed radial tensor (synthetic data)", "",
+        f"SYNTHETIC two-species system (EMT + Heisenberg + Landau, `mlipress.synthetic_magnetic`): "
+        f"{args.train_configs} training / {args.valid_configs} validation cells of 16 atoms. Magnetic MTP level "
+        f"{args.level}, N_b = 8, N_s = 4 on [-3, 3] mu_B, radial tensor {tuple(mtp.radial_shape)} "
+        f"({mtp.num_params()['radial']} of {mtp.num_params()['total']} parameters). Untrained start, "
+        f"{args.max_iter} iterations, weights E 1, F 0.01, S 0.001, magnetic force {args.magnetic_weight}; "
+        f"{args.seeds} seeds (mean +- 1 sigma). One thread; the machine was shared and loaded "
+        f"(1-min load {result['machine']['load_average_1min_at_start']}), so CPU times are indicative.", "",
+        f"Ordering energy E_AFM - E_FM of the fixed 16-atom cell (moments relaxed at fixed positions): "
+        f"reference {ref_order:.2f} meV/atom.", "",
+        "| model | spec | radial params | valid E (meV/atom) | valid F (eV/A) | valid dE/ds (eV/mu_B) | "
+        "E_AFM - E_FM (meV/atom) | fit CPU (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    fmt = lambda ms, d: f"{ms[0]:.{d}f} +- {ms[1]:.{d}f}"  # noqa: E731
+    for r in rows:
+        lines.append(f"| {r['label']} | `{r['spec']}` | {r['radial_params']} | {fmt(r['energy_meV_per_atom'], 2)} | "
+                     f"{fmt(r['force_eV_per_A'], 4)} | {fmt(r['magmom_force_eV_per_muB'], 4)} | "
+                     f"{fmt(r['ordering_meV_per_atom'], 1)} | {fmt(r['fit_cpu_s'], 0)} |")
+    from mlipress.io.atomic import atomic_write
+
+    atomic_write(Path(__file__).resolve().parent / "results" / f"{args.name}.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
