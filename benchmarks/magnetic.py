@@ -19,7 +19,9 @@ moments relaxed at fixed positions (:func:`mlipress.simulate.spins.relax_magmoms
 on every magnetic atom (FM) or +-2 mu_B on alternating (001) planes (AFM), against the same
 quantity of the reference model.
 
-    nohup python benchmarks/magnetic.py > magnetic.log 2>&1 &                 # defaults, ~1 h loaded
+    nohup python benchmarks/magnetic.py > magnetic.log 2>&1 &     # defaults: ~15 min of CPU, ~1 h at load 14
+    # or in parallel: --only 0,1 --name magnetic_a, --only 2,3 --name magnetic_b, --only 4 --name magnetic_c,
+    # then --merge magnetic_a,magnetic_b,magnetic_c
     python benchmarks/magnetic.py --level 6 --max-iter 20 --seeds 1 --train-configs 8   # smoke
 
 Writes ``results/magnetic.json`` and ``results/magnetic.md``.
@@ -32,6 +34,7 @@ import io
 import itertools
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,6 +43,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, pin_one_core, write_result  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def tt_ranks_for(layer, shape, target: int):
@@ -135,15 +140,28 @@ def mean_sd(values):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--level", type=int, default=8)
-    ap.add_argument("--max-iter", type=int, default=100)
+    ap.add_argument("--level", type=int, default=6)
+    ap.add_argument("--max-iter", type=int, default=40)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--train-configs", type=int, default=24)
-    ap.add_argument("--valid-configs", type=int, default=12)
+    ap.add_argument("--train-configs", type=int, default=12)
+    ap.add_argument("--valid-configs", type=int, default=6)
     ap.add_argument("--magnetic-weight", type=float, default=0.01)
     ap.add_argument("--name", default="magnetic")
+    ap.add_argument("--only", default="", help="indices of the variants to run (0 dense, 1 MF -50%%, 2 TT -50%%, "
+                    "3 MF -80%%, 4 TT -80%%), for parallel runs")
+    ap.add_argument("--merge", default="", help="combine the results of runs NAME1,NAME2,... into --name")
     args = ap.parse_args(argv)
     pin_one_core()
+    if hasattr(os, "sched_setaffinity"):  # one thread, but on whichever core is free: the machine is shared
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+
+    if args.merge:  # rows of parallel runs (--only) into one result
+        parts = [json.loads((RESULTS / f"{name}.json").read_text()) for name in args.merge.split(",")]
+        result = dict(parts[0], rows=[r for p in parts for r in p["rows"]], runs=[r for p in parts for r in p["runs"]],
+                      parts=args.merge.split(","))
+        order = [label for label, _ in variants_by_label(result)]
+        result["rows"].sort(key=lambda r: order.index(r["label"]))
+        return report(result, args.name)
 
     from mlipress.calculator import MTPCalculator  # noqa: F401  (import before timing)
     from mlipress.models.mtp.magnetic import magnetic_mtp
@@ -155,8 +173,11 @@ def main(argv=None) -> int:
     ref_order, ref_detail = ordering_energy(ordering_cell(), HeisenbergLandauEMT())
     print(f"reference ordering E_AFM - E_FM = {ref_order:.2f} meV/atom; radial tensor {mtp.radial_shape}, "
           f"{mtp.num_params()['radial']} of {mtp.num_params()['total']} parameters radial", flush=True)
+    chosen = variants(mtp)
+    if args.only:
+        chosen = [chosen[int(k)] for k in args.only.split(",")]
     rows, runs = [], []
-    for label, spec in variants(mtp):
+    for label, spec in chosen:
         fits = []
         for seed in range(args.seeds):
             r = fit_one(mtp, train, valid, spec, seed, args)
@@ -174,17 +195,32 @@ def main(argv=None) -> int:
 
     result = {"machine": machine(), "settings": vars(args), "radial_shape": list(mtp.radial_shape),
               "dense_radial_params": mtp.num_params()["radial"], "total_params": mtp.num_params()["total"],
-              "reference_ordering_meV_per_atom": ref_order, "reference_ordering": ref_detail, "rows": rows, "runs": runs}
-    write_result(f"{args.name}.json", json.loads(json.dumps(result, default=float)))
+              "reference_ordering_meV_per_atom": ref_order, "reference_ordering": ref_detail, "rows": rows, "runs": runs,
+              "variants": chosen if not args.only else variants(mtp)}
+    return report(json.loads(json.dumps(result, default=float)), args.name)
+
+
+def variants_by_label(result):
+    return [tuple(v) for v in result["variants"]]
+
+
+def report(result: dict, name: str) -> int:
+    """Write ``results/<name>.json`` and the markdown table ``results/<name>.md``."""
+    from mlipress.io.atomic import atomic_write
+
+    write_result(f"{name}.json", result)
+    a = result["settings"]
+    ref_order = result["reference_ordering_meV_per_atom"]
     lines = [
         "# Magnetic MTP: dense vs compressed radial tensor (synthetic data)", "",
         f"SYNTHETIC two-species system (EMT + Heisenberg + Landau, `mlipress.synthetic_magnetic`): "
-        f"{args.train_configs} training / {args.valid_configs} validation cells of 16 atoms. Magnetic MTP level "
-        f"{args.level}, N_b = 8, N_s = 4 on [-3, 3] mu_B, radial tensor {tuple(mtp.radial_shape)} "
-        f"({mtp.num_params()['radial']} of {mtp.num_params()['total']} parameters). Untrained start, "
-        f"{args.max_iter} iterations, weights E 1, F 0.01, S 0.001, magnetic force {args.magnetic_weight}; "
-        f"{args.seeds} seeds (mean +- 1 sigma). One thread; the machine was shared and loaded "
-        f"(1-min load {result['machine']['load_average_1min_at_start']}), so CPU times are indicative.", "",
+        f"{a['train_configs']} training / {a['valid_configs']} validation cells of 16 atoms. Magnetic MTP level "
+        f"{a['level']}, N_b = 8, N_s = 4 on [-3, 3] mu_B, radial tensor {tuple(result['radial_shape'])} "
+        f"({result['dense_radial_params']} of {result['total_params']} parameters). Untrained start, "
+        f"{a['max_iter']} iterations, weights E 1, F 0.01, S 0.001, magnetic force {a['magnetic_weight']}; "
+        f"{a['seeds']} seeds (mean +- 1 sigma). One thread per process; the machine was shared and loaded "
+        f"(1-min load {result['machine']['load_average_1min_at_start']:.1f} at start), so CPU times are indicative.",
+        "",
         f"Ordering energy E_AFM - E_FM of the fixed 16-atom cell (moments relaxed at fixed positions): "
         f"reference {ref_order:.2f} meV/atom.", "",
         "| model | spec | radial params | valid E (meV/atom) | valid F (eV/A) | valid dE/ds (eV/mu_B) | "
@@ -192,13 +228,11 @@ def main(argv=None) -> int:
         "|---|---|---|---|---|---|---|---|",
     ]
     fmt = lambda ms, d: f"{ms[0]:.{d}f} +- {ms[1]:.{d}f}"  # noqa: E731
-    for r in rows:
+    for r in result["rows"]:
         lines.append(f"| {r['label']} | `{r['spec']}` | {r['radial_params']} | {fmt(r['energy_meV_per_atom'], 2)} | "
                      f"{fmt(r['force_eV_per_A'], 4)} | {fmt(r['magmom_force_eV_per_muB'], 4)} | "
                      f"{fmt(r['ordering_meV_per_atom'], 1)} | {fmt(r['fit_cpu_s'], 0)} |")
-    from mlipress.io.atomic import atomic_write
-
-    atomic_write(Path(__file__).resolve().parent / "results" / f"{args.name}.md", "\n".join(lines) + "\n")
+    atomic_write(RESULTS / f"{name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
