@@ -5,7 +5,12 @@ Any ASE calculator that reads ``atoms.get_initial_magnetic_moments()`` and retur
 or the synthetic reference (:mod:`mlipress.synthetic_magnetic`). The energy is minimised by
 SciPy's L-BFGS-B over the moments (and the Cartesian positions with ``positions=True``); the
 moments are written back as the initial magnetic moments. Converged when every magnetic force
-is <= ``mmax`` (and every atomic force <= ``fmax``).
+is <= ``mmax`` (and every atomic force <= ``fmax``) at a moment strictly inside the bounds.
+
+``max_moment`` bounds |s_i|: a magnetic MTP's Chebyshev moment basis is polynomial, so outside
+its interval the energy of a poorly fitted model can fall without limit and an unbounded
+relaxation runs away; pass the basis' ``max_val`` there (a moment stuck at the bound is
+reported as not converged).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ class SpinRelaxResult:
 
 
 def relax_magmoms(atoms, positions: bool = False, mmax: float = 1e-4, fmax: float = 1e-3,
-                  max_evaluations: int = 2000) -> SpinRelaxResult:
+                  max_evaluations: int = 2000, max_moment: float | None = None) -> SpinRelaxResult:
     """Minimise the energy of ``atoms`` (with a calculator) over its collinear moments, and its
     positions too with ``positions=True``; ``atoms`` is updated in place (module docstring)."""
     n = len(atoms)
@@ -61,11 +66,16 @@ def relax_magmoms(atoms, positions: bool = False, mmax: float = 1e-4, fmax: floa
         return energy, grad
 
     # L-BFGS-B's own tests are on the projected gradient's max norm: the same as ours
-    res = minimize(value_and_grad, x0, jac=True, method="L-BFGS-B",
+    bounds = None
+    if max_moment is not None:
+        x0[:n] = np.clip(x0[:n], -max_moment, max_moment)
+        bounds = [(-max_moment, max_moment)] * n + [(None, None)] * (len(x0) - n)
+    res = minimize(value_and_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                    options=dict(maxfun=max_evaluations, maxiter=max_evaluations, gtol=min(mmax, fmax) * 1e-2,
                                 ftol=1e-15, maxcor=30))
     set_state(res.x)
     energy, grad = value_and_grad(res.x)
     m = float(np.abs(grad[:n]).max()) if n else 0.0
     f = float(np.sqrt((grad[n:].reshape(-1, 3) ** 2).sum(axis=1)).max()) if positions and n else 0.0
-    return SpinRelaxResult(m <= mmax and f <= fmax, count[0], float(energy), m, f)
+    inside = max_moment is None or bool(np.all(np.abs(res.x[:n]) < max_moment))
+    return SpinRelaxResult(m <= mmax and f <= fmax and inside, count[0], float(energy), m, f)
