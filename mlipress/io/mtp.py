@@ -257,7 +257,7 @@ class _Fields:
 # --------------------------------------------------------------------------- reading
 
 
-def _radial_coeffs(f: _Fields, nt: int, nf: int, nb: int) -> np.ndarray | None:
+def _radial_coeffs(f: _Fields, nt: int, nf: int, nb: int, size_label: str = "") -> np.ndarray | None:
     scan = f.scan
     if scan.radial_line is None:
         return None
@@ -284,8 +284,7 @@ def _radial_coeffs(f: _Fields, nt: int, nf: int, nb: int) -> np.ndarray | None:
             tokens = _list_tokens(text, path, line, key)
             if len(tokens) != nb:
                 raise FileFormatError(
-                    path, f"row has {len(tokens)} values, expected {nb} (radial_basis_size, times basis_size^2 "
-                    "for a magnetic MTP)", line=line, field=key
+                    path, f"row has {len(tokens)} values but radial_basis_size{size_label} = {nb}", line=line, field=key
                 )
             coeffs[block.i, block.j, mu] = [_float(t, path, line, key) for t in tokens]
     missing = [f"{i}-{j}" for i in range(nt) for j in range(nt) if (i, j) not in seen]
@@ -371,7 +370,7 @@ def parse_mtp(text: str, path="<string>") -> MTP:
     per_mu = nb * (magnetic.size ** 2 if magnetic is not None else 1)
     values = dict(
         scaling=f.number("scaling", default=1.0),
-        radial_coeffs=_radial_coeffs(f, nt, nf, per_mu),
+        radial_coeffs=_radial_coeffs(f, nt, nf, per_mu, "" if magnetic is None else " x basis_size^2"),
         species_coeffs=f.floats("species_coeffs", nt, "species_count"),
         moment_coeffs=f.floats("moment_coeffs", len(mapping), "alpha_scalar_moments"),
         potential_name=f.raw("potential_name", default="MTP1m", required=False),
