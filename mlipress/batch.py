@@ -15,6 +15,8 @@ configurations:
   so scatters into an (A + 1)-long array drop padded pairs in the last row.
 - ``mask`` (A, K): True for a real pair with |r_ij| < cutoff.
 - ``config_index`` (A,): configuration of each atom; ``n_configs`` (= C) for padded atoms.
+- ``magmoms`` (A,), ``magmoms_j`` (A, K): collinear magnetic moment s_i of each atom and s_j of
+  each neighbour (zeros without moments and in padding); only magnetic models read them.
 
 Fields are named, never positional: derive a batch with :meth:`NeighborBatch.replace` and pad
 it with :func:`pad`, which read each field's padding value and axes from the field itself, so
@@ -76,6 +78,8 @@ class NeighborBatch:
     index_j: jax.Array = _array(_ATOMS, True)
     mask: jax.Array = _array(False, True)
     config_index: jax.Array = _array(_CONFIGS, False)
+    magmoms: jax.Array = _array(0.0, False)
+    magmoms_j: jax.Array = _array(0.0, True)
     n_configs: int = field(default=0, metadata=dict(static=True))
 
     @property
@@ -203,11 +207,15 @@ def _pack(configs: Sequence[Configuration], lists, max_nbh: int, A: int, K: int)
     index_j = np.full((A, K), A, np.int32)
     mask = np.zeros((A, K), bool)
     config_index = np.full(A, len(configs), np.int32)
+    magmoms = np.zeros(A)
+    magmoms_j = np.zeros((A, K))
     offset = 0
     for c_idx, (config, (i, j, d)) in enumerate(zip(configs, lists)):
         n = config.natoms
         types_i[offset : offset + n] = config.types
         config_index[offset : offset + n] = c_idx
+        spins = config.spins
+        magmoms[offset : offset + n] = spins
         if len(i):
             order = np.argsort(i, kind="stable")
             i, j, d = i[order], j[order], d[order]
@@ -217,6 +225,7 @@ def _pack(configs: Sequence[Configuration], lists, max_nbh: int, A: int, K: int)
             vectors[rows, slot] = d
             types_j[rows, slot] = config.types[j]
             index_j[rows, slot] = offset + j
+            magmoms_j[rows, slot] = spins[j]
             mask[rows, slot] = True
         offset += n
     return NeighborBatch(
@@ -226,6 +235,8 @@ def _pack(configs: Sequence[Configuration], lists, max_nbh: int, A: int, K: int)
         index_j=index_j,
         mask=mask,
         config_index=config_index,
+        magmoms=magmoms,
+        magmoms_j=magmoms_j,
         n_configs=len(configs),
     )
 

@@ -2,7 +2,8 @@
 
 Follows ASE's contract exactly (energy and free_energy in eV, per-atom ``energies``, forces
 in eV/A, stress in eV/A^3 with ASE's sign, Voigt xx yy zz yz xz xy), so every ASE optimiser,
-cell filter and integrator works unchanged. ``.mtp`` files store type indices only; ``species``
+cell filter and integrator works unchanged. A magnetic MTP takes the collinear moments from
+``atoms.get_initial_magnetic_moments()`` and adds ``magmom_forces`` (-dE/ds_i, eV/mu_B). ``.mtp`` files store type indices only; ``species``
 gives the element of each type (``["Nb", "Mo", "Ta", "W"]``).
 
 Neighbours come from a :class:`~mlipress.batch.SkinNeighborList` (one search per call with the
@@ -22,7 +23,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from mlipress.batch import SkinNeighborList
 from mlipress.data import Configuration
 from mlipress.models.base import jitted_efs
-from mlipress.io import parse_species, symbols_to_types
+from mlipress.io import magmoms_of, parse_species, symbols_to_types
 from mlipress.models.mtp.model import MTP
 
 
@@ -48,7 +49,7 @@ def load_potential(potential, params=None) -> tuple[MTP, object]:
 
 
 class MTPCalculator(Calculator):
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "magmom_forces"]
 
     def __init__(self, potential, species=None, params=None, skin: float = 0.0, grade: bool = False,
                  train=None, active_set=None, grade_settings=None, **kwargs):
@@ -99,6 +100,7 @@ class MTPCalculator(Calculator):
             atoms.positions,
             types_of(atoms, self.species, self.mtp.n_species),
             np.array(atoms.cell) if pbc.all() else None,
+            magmoms=magmoms_of(atoms),
         )
 
     def evaluate(self, config: Configuration) -> dict:
@@ -123,6 +125,8 @@ class MTPCalculator(Calculator):
             "energies": np.asarray(res["energies"][:n]),
             "forces": np.asarray(res["forces"][:n]),
         }
+        if "magmom_forces" in res:
+            self.results["magmom_forces"] = np.asarray(res["magmom_forces"][:n])
         if self.grader is not None:
             self.results["grade"] = float(res["grades"].max())
             if self.grader.settings.mode == "nbh":

@@ -15,6 +15,10 @@ Conventions (the same as MLIP's, so that ``.cfg`` files round-trip without conve
 - ``virial`` is MLIP's ``PlusStress`` as a full 3x3 matrix in eV:
   ``virial = -sum_ij dV_i/dr_ij (outer) r_ij = -volume * sigma_ASE``. Positive diagonal
   entries mean the configuration is compressed (it pushes outward).
+- ``magmoms`` are collinear atomic magnetic moments s_i (Bohr magnetons, signed; an input of
+  magnetic models, ignored by the others; ``None`` reads as zeros) and ``magmom_forces`` the
+  magnetic forces ``-dE/ds_i`` (eV/mu_B; the sign of forces: MLIP-3's ``en_der_m`` columns are
+  ``+dE/ds_i``).
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ class Configuration:
     """One atomic configuration, optionally labelled with energy, forces and virial.
 
     Shapes: ``positions`` (n, 3) Angstrom, ``types`` (n,) int, ``cell`` (3, 3) or None,
-    ``forces`` (n, 3) eV/A, ``virial`` (3, 3) eV (MLIP PlusStress, see module docstring).
+    ``forces`` (n, 3) eV/A, ``virial`` (3, 3) eV (MLIP PlusStress, see module docstring),
+    ``magmoms`` (n,) mu_B and ``magmom_forces`` (n,) eV/mu_B or None.
     ``features`` keeps MLIP ``Feature name value`` lines verbatim, in order.
     """
 
@@ -58,6 +63,8 @@ class Configuration:
     forces: np.ndarray | None = None
     virial: np.ndarray | None = None
     features: tuple[tuple[str, str], ...] = ()
+    magmoms: np.ndarray | None = None
+    magmom_forces: np.ndarray | None = None
 
     def __post_init__(self):
         pos = np.ascontiguousarray(self.positions, dtype=np.float64).reshape(-1, 3)
@@ -74,6 +81,13 @@ class Configuration:
         if self.virial is not None:
             v = np.asarray(self.virial, dtype=np.float64)
             object.__setattr__(self, "virial", voigt_to_matrix(v) if v.shape == (6,) else v.reshape(3, 3))
+        for name in ("magmoms", "magmom_forces"):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value, dtype=np.float64)
+                if value.shape != (pos.shape[0],):
+                    raise ValueError(f"{name} has shape {value.shape}, expected ({pos.shape[0]},) (collinear moments)")
+                object.__setattr__(self, name, value)
 
     @property
     def natoms(self) -> int:
@@ -87,9 +101,14 @@ class Configuration:
     def volume(self) -> float | None:
         return None if self.cell is None else abs(float(np.linalg.det(self.cell)))
 
-    def with_labels(self, energy=None, forces=None, virial=None) -> "Configuration":
-        """A copy carrying new labels (e.g. a potential's predictions)."""
-        return replace(self, energy=energy, forces=forces, virial=virial)
+    @property
+    def spins(self) -> np.ndarray:
+        """``magmoms``, zeros when absent."""
+        return np.zeros(self.natoms) if self.magmoms is None else self.magmoms
+
+    def with_labels(self, energy=None, forces=None, virial=None, magmom_forces=None) -> "Configuration":
+        """A copy carrying new labels (e.g. a potential's predictions); the moments are kept."""
+        return replace(self, energy=energy, forces=forces, virial=virial, magmom_forces=magmom_forces)
 
 
 @dataclass(frozen=True, eq=False)

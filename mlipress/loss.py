@@ -12,6 +12,10 @@ with the Frobenius norm over all nine components of the virial. The weighting mo
 with the *reference* force F_i. Labels a configuration lacks get weight zero (e.g. no
 ``PlusStress`` in a non-periodic configuration).
 
+Magnetic models (:mod:`mlipress.models.mtp.magnetic`) add ``w_M' sum_i (M^_i - M_i)^2`` for the
+magnetic forces ``M_i = -dE/ds_i`` of configurations that carry them, with ``w_M'`` weighted
+like the force weight (``LossWeights.magnetic_force``, default 0: the loss above unchanged).
+
 The radial penalty (MLIP-2 coefficient 1e-9, MLIP-3 1e-6), with ``c_mu = C[:, :, mu, :]``
 flattened over species pairs and basis indices,
 
@@ -59,6 +63,7 @@ __all__ = [
     "TrainingData",
     "prepare",
     "effective_weights",
+    "magnetic_weights",
     "make_loss_fn",
     "make_loss_terms_fn",
     "Objective",
@@ -90,6 +95,8 @@ class LossWeights:
       with the reference force F_i.
     - ``penalty``: coefficient of the radial orthonormality penalty, 1e-9 as in MLIP-2
       (MLIP-3 uses 1e-6, :data:`MLIP3_PENALTY`).
+    - ``magnetic_force``: w_M, the weight of the magnetic forces ``-dE/ds_i`` (magnetic models
+      only; per atom, scaled by the weighting mode as w_F; 0 by default).
     """
 
     energy: float = 1.0
@@ -98,11 +105,12 @@ class LossWeights:
     weighting: str = "vibrations"
     scale_by_force: float = 0.0
     penalty: float = MLIP2_PENALTY
+    magnetic_force: float = 0.0
 
     def __post_init__(self):
         if self.weighting not in _WEIGHTINGS:
             raise ValueError(f"weighting must be one of {_WEIGHTINGS}, got {self.weighting!r}")
-        for name in ("energy", "force", "stress", "scale_by_force", "penalty"):
+        for name in ("energy", "force", "stress", "scale_by_force", "penalty", "magnetic_force"):
             value = float(getattr(self, name))
             if not value >= 0.0 or math.isinf(value):
                 raise ValueError(f"{name} weight must be finite and >= 0, got {value}")
@@ -132,6 +140,9 @@ class TrainingChunk:
       ``L_k = w_energy_k (E^-E)^2 + sum_i w_force_i |F^_i-F_i|^2 + w_stress_k ||S^-S||_F^2``
       (the 1/N factors, weighting mode, scale-by-force and flags are folded in; see
       :func:`effective_weights`).
+    - ``magmom_forces`` (A,): reference magnetic forces, ``has_magmom_forces`` (C,) which
+      configurations carry them, ``w_magmom_force`` (A,) their weights
+      (:func:`magnetic_weights`; zero without labels or with ``LossWeights.magnetic_force = 0``).
     """
 
     batch: NeighborBatch
@@ -145,6 +156,9 @@ class TrainingChunk:
     w_energy: jax.Array
     w_force: jax.Array
     w_stress: jax.Array
+    magmom_forces: jax.Array
+    has_magmom_forces: jax.Array
+    w_magmom_force: jax.Array
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,6 +219,15 @@ def effective_weights(weights: LossWeights, natoms, ref_forces, atom_config, has
     return w_energy, w_force, w_stress
 
 
+def magnetic_weights(weights: LossWeights, natoms, atom_config, has_magmom_forces, xp=np):
+    """Per-atom weights (A,) of the magnetic-force term: ``w_M`` (vibrations, molecules) or
+    ``w_M / N`` (structures), zero where a configuration has no magnetic forces or for padding."""
+    natoms = xp.asarray(natoms, dtype=xp.float64)
+    scale = 1.0 / xp.where(natoms > 0, natoms, 1.0) if weights.weighting == "structures" else xp.ones_like(natoms)
+    per_config = xp.where(has_magmom_forces, weights.magnetic_force * scale, 0.0)
+    return xp.concatenate([per_config, xp.zeros(1)])[atom_config]
+
+
 def prepare(
     data: Dataset | Iterable[Configuration],
     model: Model,
@@ -244,7 +267,8 @@ def prepare(
         virial = np.zeros((n_pad, 3, 3))
         forces = np.zeros((A, 3))
         natoms = np.zeros(n_pad)
-        has_e, has_f, has_v = (np.zeros(n_pad, bool) for _ in range(3))
+        has_e, has_f, has_v, has_m = (np.zeros(n_pad, bool) for _ in range(4))
+        magmom_forces = np.zeros(A)
         offset = 0
         for k, c in enumerate(members):
             n = c.natoms
@@ -255,8 +279,11 @@ def prepare(
                 forces[offset : offset + n], has_f[k] = c.forces, True
             if c.virial is not None and c.periodic:
                 virial[k], has_v[k] = c.virial, True
+            if c.magmom_forces is not None and n:
+                magmom_forces[offset : offset + n], has_m[k] = c.magmom_forces, True
             offset += n
         w_e, w_f, w_s = effective_weights(weights, natoms, forces, batch.config_index, has_e, has_f, has_v)
+        w_m = magnetic_weights(weights, natoms, batch.config_index, has_m)
         chunks.append(
             TrainingChunk(
                 batch=batch,
@@ -270,6 +297,9 @@ def prepare(
                 w_energy=w_e,
                 w_force=w_f,
                 w_stress=w_s,
+                magmom_forces=magmom_forces,
+                has_magmom_forces=has_m,
+                w_magmom_force=w_m,
             )
         )
     return TrainingData(
@@ -287,16 +317,22 @@ def prepare(
 # ----------------------------------------------------------------------------------------
 
 
-def make_loss_terms_fn(model: Model, weights: LossWeights | None = None):
-    """``terms(params, chunk) -> (e, f, s)``: the chunk's weighted energy, force and stress
-    sums, ``sum_k w_energy_k (E^-E)^2``, ``sum_i w_force_i |F^_i-F_i|^2``,
-    ``sum_k w_stress_k ||S^-S||_F^2`` (all nine virial components).
+def make_loss_terms_fn(model: Model, weights: LossWeights | None = None, magnetic: bool | None = None):
+    """``terms(params, chunk) -> (e, f, s, m)``: the chunk's weighted energy, force, stress and
+    magnetic-force sums, ``sum_k w_energy_k (E^-E)^2``, ``sum_i w_force_i |F^_i-F_i|^2``,
+    ``sum_k w_stress_k ||S^-S||_F^2`` (all nine virial components),
+    ``sum_i w_magmom_force_i (M^_i-M_i)^2`` (0 for a model without ``magmom_forces``).
+
+    ``magnetic``: whether to build the fourth term (default: when ``weights`` has a magnetic
+    weight, or, with stored weights, always); without it (and for every non-magnetic model) the
+    chunk loss is exactly the three-term one.
 
     With ``weights`` given, the effective weights are recomputed from it in the graph (so one
     prepared :class:`TrainingData` serves any weighting); with ``None`` the chunk's stored
     ones (computed by :func:`prepare`) are used.
     """
     efs = model.efs_fn()
+    with_magnetic = (weights is None or weights.magnetic_force > 0) if magnetic is None else magnetic
 
     def terms(params, chunk: TrainingChunk):
         out = efs(params, chunk.batch)
@@ -313,7 +349,14 @@ def make_loss_terms_fn(model: Model, weights: LossWeights | None = None):
         e = jnp.sum(w_e * de * de)
         f = jnp.sum(w_f * jnp.sum(df * df, axis=-1))
         s = jnp.sum(w_s * jnp.sum(ds * ds, axis=(-2, -1)))
-        return e, f, s
+        m = jnp.zeros(())
+        if "magmom_forces" in out and with_magnetic:
+            # stored weights: zero unless prepared with a magnetic weight; recomputed: from ``weights``
+            w_m = chunk.w_magmom_force if weights is None else magnetic_weights(
+                weights, chunk.natoms, chunk.batch.config_index, chunk.has_magmom_forces, xp=jnp)
+            dm = out["magmom_forces"] - chunk.magmom_forces
+            m = jnp.sum(w_m * dm * dm)
+        return e, f, s, m
 
     return terms
 
@@ -329,8 +372,7 @@ def make_loss_fn(model: Model, weights: LossWeights | None = None):
     terms = make_loss_terms_fn(model, weights)
 
     def loss_chunk(params, chunk: TrainingChunk) -> jax.Array:
-        e, f, s = terms(params, chunk)
-        return e + f + s
+        return sum(terms(params, chunk))
 
     return loss_chunk
 
@@ -341,16 +383,17 @@ def make_loss_fn(model: Model, weights: LossWeights | None = None):
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_chunk_fns(key: StructureKey, weights: LossWeights | None, options: tuple | None = None):
+def _compiled_chunk_fns(key: StructureKey, weights: LossWeights | None, options: tuple | None = None,
+                        magnetic: bool = False):
     """jit-compiled ``terms``, ``loss`` and ``value_and_grad(loss)`` of one model structure,
     shared by every :class:`Objective` of that structure (compiled once per chunk shape).
-    ``options``: XLA compiler options as sorted ``(name, value)`` pairs."""
-    terms = make_loss_terms_fn(key.model, weights)
+    ``options``: XLA compiler options as sorted ``(name, value)`` pairs; ``magnetic``: build the
+    magnetic-force term (:func:`make_loss_terms_fn`)."""
+    terms = make_loss_terms_fn(key.model, weights, magnetic)
     jit = functools.partial(jax.jit, compiler_options=dict(options)) if options else jax.jit
 
     def chunk_loss(params, chunk):
-        e, f, s = terms(params, chunk)
-        return e + f + s
+        return sum(terms(params, chunk))
 
     return jit(terms), jit(chunk_loss), jit(jax.value_and_grad(chunk_loss))
 
@@ -405,7 +448,8 @@ class Objective:
         in_graph = None if same else self.weights
         options = tuple(sorted(compiler_options.items())) if compiler_options else None
         key = StructureKey(model)
-        self._terms, self._loss, self._loss_grad = _compiled_chunk_fns(key, in_graph, options)
+        magnetic = self.weights.magnetic_force > 0
+        self._terms, self._loss, self._loss_grad = _compiled_chunk_fns(key, in_graph, options, magnetic)
         self._penalty_value, self._penalty_value_and_grad = _compiled_penalty_fns(key)
         self._coef = jnp.asarray(self.weights.penalty)
         self._inv_k = 1.0 / data.n_configs
@@ -445,12 +489,13 @@ class Objective:
 
     def terms(self, params) -> dict:
         """Mean weighted energy / force / stress parts, penalty term and their sum ``f``."""
-        acc = np.zeros(3)
+        acc = np.zeros(4)
         for chunk in self.data.chunks:
             acc += np.asarray([float(x) for x in self._terms(params, chunk)])
         acc *= self._inv_k
         pen = self.penalty(params)
-        return {"energy": acc[0], "force": acc[1], "stress": acc[2], "penalty": pen, "f": float(acc.sum() + pen)}
+        return {"energy": acc[0], "force": acc[1], "stress": acc[2], "magnetic_force": acc[3], "penalty": pen,
+                "f": float(acc.sum() + pen)}
 
 
 # ----------------------------------------------------------------------------------------

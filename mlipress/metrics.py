@@ -54,8 +54,10 @@ def error_report(reference: Sequence[Configuration], predicted: Sequence[Configu
     """
     if len(reference) != len(predicted):
         raise ValueError(f"{len(reference)} reference vs {len(predicted)} predicted configurations")
-    de, df, dv, vol = [], [], [], []
+    de, df, dv, vol, dm = [], [], [], [], []
     for ref, pred in zip(reference, predicted):
+        if ref.magmom_forces is not None and pred.magmom_forces is not None:
+            dm.append(pred.magmom_forces - ref.magmom_forces)
         if ref.energy is not None:
             de.append((pred.energy - ref.energy) / ref.natoms)
         if ref.forces is not None:
@@ -64,11 +66,14 @@ def error_report(reference: Sequence[Configuration], predicted: Sequence[Configu
             dv.append(pred.virial - ref.virial)
             vol.append(ref.volume or 0.0)
     cat = lambda xs, shape: np.concatenate(xs) if xs else np.zeros(shape)  # noqa: E731
-    return {
+    report = {
         "configurations": len(reference),
         "atoms": int(sum(c.natoms for c in reference)),
         **error_statistics(np.array(de), cat(df, (0, 3)), np.array(dv).reshape(-1, 3, 3), np.array(vol)),
     }
+    if dm:  # magnetic models on data with magnetic forces (-dE/ds_i, eV/mu_B)
+        report["magmom_forces_eV_per_muB"] = _stats(cat(dm, (0,)))
+    return report
 
 
 def format_report(report: dict, title: str = "") -> str:

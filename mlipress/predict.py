@@ -18,7 +18,7 @@ from mlipress.batch import chunk_batches
 
 
 def predict(mtp: MTP, configs: Dataset | Iterable[Configuration], max_atoms: int = 4096, params=None):
-    """Energies, forces and virials of every configuration.
+    """Energies, forces and virials (and a magnetic model's magnetic forces) of every configuration.
 
     Returns a list of :class:`Configuration` carrying the predicted labels (the input labels
     are replaced) and, as a second value, the per-atom energies (list of (n,) arrays).
@@ -37,7 +37,9 @@ def predict(mtp: MTP, configs: Dataset | Iterable[Configuration], max_atoms: int
         for pos, (k, c) in enumerate(zip(chunk, members)):
             n = c.natoms
             virial = res["virial"][pos] if c.periodic else None
-            out[k] = c.with_labels(float(res["energy"][pos]), res["forces"][offset : offset + n].copy(), virial)
+            magnetic = res["magmom_forces"][offset : offset + n].copy() if "magmom_forces" in res else None
+            out[k] = c.with_labels(float(res["energy"][pos]), res["forces"][offset : offset + n].copy(), virial,
+                                   magnetic)
             site[k] = res["energies"][offset : offset + n].copy()
             offset += n
     return out, site

@@ -16,6 +16,11 @@ def register(sub) -> None:
     fresh_potential_options(p)
     p.add_argument("--radial-basis-size", type=int, default=8)
     p.add_argument("--radial-basis-type", default="RBChebyshev", choices=["RBChebyshev", "RBChebyshev_repuls"])
+    p.add_argument("--magnetic", action="store_true",
+                   help="a magnetic MTP of collinear moments (MLIP-3's magnetic .mtp layout; docs/magnetic.md)")
+    p.add_argument("--spin-basis-size", type=int, default=4, help="magnetic: Chebyshev functions of s (default 4)")
+    p.add_argument("--max-moment", type=float, default=3.0,
+                   help="magnetic: the moment basis covers [-M, M] (mu_B, default 3.0)")
     p.add_argument("-o", "--output", required=True, help="output .mtp (ACE: .yaml)")
     p.set_defaults(func=run)
 
@@ -34,11 +39,20 @@ def run(args) -> int:
     count = species_count(args.species_count, args.species)
     if not count:
         raise SystemExit("mlipress init: give --species Nb,Mo,... or --species-count N")
-    mtp = untrained_mtp(args.level, count, args.min_dist, args.cutoff, args.radial_basis_size, args.radial_basis_type)
+    if args.magnetic:
+        from mlipress.models.mtp.magnetic import magnetic_mtp
+
+        mtp = magnetic_mtp(args.level, count, args.min_dist, args.cutoff, args.radial_basis_size,
+                           args.spin_basis_size, args.max_moment, args.radial_basis_type)
+        kind = f"magnetic ({args.spin_basis_size} spin functions on [-{args.max_moment:g}, {args.max_moment:g}]), "
+    else:
+        mtp = untrained_mtp(args.level, count, args.min_dist, args.cutoff, args.radial_basis_size,
+                            args.radial_basis_type)
+        kind = ""
     write_mtp(mtp, args.output)
     n = mtp.num_params()
     print(
-        f"wrote {args.output}: level {args.level}, {count} species, {mtp.radial_funcs_count} radial functions, "
+        f"wrote {args.output}: {kind}level {args.level}, {count} species, {mtp.radial_funcs_count} radial functions, "
         f"{mtp.moments.count} moments, {len(mtp.moments.basic)} basic, {len(mtp.moments.times)} products, "
         f"{mtp.moments.scalar_count} basis functions; {n['total']} parameters ({n['radial']} radial)"
     )

@@ -7,7 +7,7 @@
 A TOML settings file uses the long option names with ``_`` or ``-`` (``level``, ``init``,
 ``train``, ``valid``, ``valid_fraction``, ``species`` (string or list), ``min_dist``,
 ``cutoff``, ``radial_basis_size``, ``energy_weight``, ``force_weight``, ``stress_weight``,
-``weighting``, ``scale_by_force``, ``penalty``, ``max_iter``, ``max_time``, ``pretrain_iters``,
+``weighting``, ``scale_by_force``, ``penalty``, ``magnetic_force_weight``, ``max_iter``, ``max_time``, ``pretrain_iters``,
 ``linear_solve_every``, ``seed``, ``ensemble``, ``log``, ``log_every``, ``checkpoint``,
 ``checkpoint_every``, ``resume``, ``variable_projection``, ``output``, ``radial``); relative paths are relative to the TOML
 file. Command-line flags override the file. Force errors are printed per Cartesian
@@ -55,6 +55,7 @@ _OPTIONS: dict[str, tuple[type, object, str]] = {
     "weighting": (str, "vibrations", "vibrations | molecules | structures (default vibrations)"),
     "scale_by_force": (float, 0.0, "s > 0: force weight w_F s/(|F|^2+s) (default 0, off)"),
     "penalty": (float, 1e-9, "radial orthonormality penalty (MLIP-2 1e-9, MLIP-3 1e-6)"),
+    "magnetic_force_weight": (float, 0.0, "w_M of the magnetic forces -dE/ds (magnetic MTP; default 0)"),
     "max_iter": (int, 1000, "optimiser iterations in total, pre-training included (default 1000)"),
     "max_time": (float, 0.0, "stop after this many seconds of wall time (default 0 = no limit)"),
     "pretrain_iters": (int, None, "pre-training iterations of an untrained potential, counted in --max-iter "
@@ -187,7 +188,7 @@ def run(args) -> int:
         check_data(mtp, valid, o["valid"] or o["train"])
 
     weights = LossWeights(o["energy_weight"], o["force_weight"], o["stress_weight"], o["weighting"],
-                          o["scale_by_force"], o["penalty"])
+                          o["scale_by_force"], o["penalty"], o["magnetic_force_weight"])
     ckpt_every = o["checkpoint_every"] if o["checkpoint_every"] is not None else (50 if o["checkpoint"] else 0)
     settings = TrainSettings(
         weights=weights, max_iter=o["max_iter"], max_time=o["max_time"], gtol=o["gtol"], ftol=o["ftol"], seed=o["seed"],

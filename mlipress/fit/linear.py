@@ -38,20 +38,26 @@ def _compiled_features(key: StructureKey):
 
 
 def _weighted_rows(chunk: TrainingChunk, features, labelled=()) -> np.ndarray:
-    """Nonzero rows of sqrt(w) [X | y | y_1 ...] of one chunk (at most C + 3A + 9C rows, P + 1 +
-    len(labelled) columns); ``labelled``: chunks of the same geometry and weights with other labels."""
-    dE, dF, dV = (np.asarray(a) for a in features)
+    """Nonzero rows of sqrt(w) [X | y | y_1 ...] of one chunk (at most C + 3A + 9C rows, A more
+    for a magnetic model's fourth feature block, the magnetic forces; P + 1 + len(labelled)
+    columns); ``labelled``: chunks of the same geometry and weights with other labels."""
+    dE, dF, dV = (np.asarray(a) for a in features[:3])
     P = dE.shape[1]
     se, sf, sv = (np.sqrt(np.asarray(w)) for w in (chunk.w_energy, chunk.w_force, chunk.w_stress))
     ys = (chunk,) + tuple(labelled)
-    energy = np.stack([np.asarray(c.energy) for c in ys], axis=-1)
-    forces = np.stack([np.asarray(c.forces) for c in ys], axis=-1)
-    virial = np.stack([np.asarray(c.virial) for c in ys], axis=-1)
-    top = np.concatenate([dE, energy], axis=1) * se[:, None]
-    forces = np.concatenate([dF, forces], axis=2) * sf[:, None, None]
-    vir = np.concatenate([dV, virial], axis=3) * sv[:, None, None, None]
+
+    def labels(name):
+        return np.stack([np.asarray(getattr(c, name)) for c in ys], axis=-1)
+
+    top = np.concatenate([dE, labels("energy")], axis=1) * se[:, None]
+    forces = np.concatenate([dF, labels("forces")], axis=2) * sf[:, None, None]
+    vir = np.concatenate([dV, labels("virial")], axis=3) * sv[:, None, None, None]
     m = P + len(ys)
-    rows = np.vstack([top, forces.reshape(-1, m), vir.reshape(-1, m)])
+    blocks = [top, forces.reshape(-1, m), vir.reshape(-1, m)]
+    if len(features) > 3:
+        sm = np.sqrt(np.asarray(chunk.w_magmom_force))
+        blocks.append(np.concatenate([np.asarray(features[3]), labels("magmom_forces")], axis=1) * sm[:, None])
+    rows = np.vstack(blocks)
     return rows[np.any(rows != 0, axis=1)]
 
 

@@ -24,6 +24,7 @@ from mlipress.io.errors import FileFormatError
 __all__ = [
     "FileFormatError", "atomic_open", "atomic_write", "parse_species", "symbols_to_types",
     "read_dataset", "write_dataset", "to_atoms", "from_atoms",
+    "magmoms_of", "MAGMOM_FORCES",
     "read_mtp", "write_mtp", "format_mtp", "read_ace", "write_ace", "read_potential", "read_cfg", "write_cfg", "format_cfg", "read_maml_json",
 ]  # fmt: skip
 
@@ -65,7 +66,8 @@ def to_atoms(config: Configuration, species):
 
     ``species[t]`` is the element of type ``t``. Stress is ASE's ``sigma = -virial / V``
     (eV/A^3, Voigt xx yy zz yz xz xy); a non-periodic configuration gets ``pbc=False``,
-    no cell and no stress.
+    no cell and no stress. Collinear moments become the initial magnetic moments (extxyz
+    ``initial_magmoms``), magnetic forces the per-atom array ``magmom_forces``.
     """
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
@@ -87,6 +89,10 @@ def to_atoms(config: Configuration, species):
         results["forces"] = config.forces.copy()
     if config.virial is not None and config.periodic:
         results["stress"] = matrix_to_voigt(-config.virial / config.volume)
+    if config.magmoms is not None:
+        atoms.set_initial_magnetic_moments(config.magmoms)
+    if config.magmom_forces is not None:
+        atoms.arrays[MAGMOM_FORCES] = config.magmom_forces.copy()
     if results:
         atoms.calc = SinglePointCalculator(atoms, **results)
     return atoms
@@ -104,12 +110,31 @@ def _result(atoms, getter):
         return None
 
 
+#: The per-atom array (extxyz column) of magnetic forces -dE/ds_i, and the calculator result.
+MAGMOM_FORCES = "magmom_forces"
+
+
+def magmoms_of(atoms) -> np.ndarray | None:
+    """Collinear moments of ``atoms``: its initial magnetic moments (extxyz ``initial_magmoms``),
+    else its calculator's ``magmoms``, else None. Non-collinear (n, 3) moments are rejected."""
+    moments = atoms.arrays.get("initial_magmoms")
+    if moments is None:
+        moments = _result(atoms, lambda: atoms.get_magnetic_moments())
+    if moments is None:
+        return None
+    moments = np.asarray(moments, dtype=np.float64)
+    if moments.ndim != 1:
+        raise ValueError(f"magnetic moments of shape {moments.shape}: only collinear (one number per atom) are supported")
+    return moments
+
+
 def from_atoms(atoms, species) -> Configuration:
     """A :class:`Configuration` from an :class:`ase.Atoms` (labels from its calculator, if any).
 
     Fully periodic -> ``cell``; fully non-periodic -> ``cell=None``; mixed ``pbc`` is
     rejected (the package handles 3D-periodic or free systems only). ASE stress (sigma,
-    eV/A^3) becomes the virial ``-V sigma``.
+    eV/A^3) becomes the virial ``-V sigma``; moments come from :func:`magmoms_of`, magnetic
+    forces from the array or calculator result ``magmom_forces``.
     """
     species = parse_species(species)
     if species is None:
@@ -136,6 +161,8 @@ def from_atoms(atoms, species) -> Configuration:
         energy=energy,
         forces=None if forces is None else np.array(forces, dtype=np.float64),
         virial=virial,
+        magmoms=magmoms_of(atoms),
+        magmom_forces=atoms.arrays.get(MAGMOM_FORCES, _result(atoms, lambda: atoms.calc.results[MAGMOM_FORCES])),
     )
 
 

@@ -28,6 +28,9 @@ __all__ = ["read_cfg", "parse_cfg", "write_cfg", "format_cfg"]
 _STRESS_COLUMNS = ("xx", "yy", "zz", "yz", "xz", "xy")
 _POSITION_COLUMNS = {"cartes": ("cartes_x", "cartes_y", "cartes_z"), "direct": ("direct_x", "direct_y", "direct_z")}
 _FORCE_COLUMNS = ("fx", "fy", "fz")
+# MLIP-3's magnetic columns: the moment vector and dE/dm; collinear moments lie along x.
+_MAGMOM_COLUMNS = ("magmom_x", "magmom_y", "magmom_z")
+_EN_DER_COLUMNS = ("en_der_mx", "en_der_my", "en_der_mz")
 
 
 def _is_number(token: str) -> bool:
@@ -132,6 +135,20 @@ def _atom_data(rows, columns, size, path, header_line):
         c = index[name]
         return [convert(tokens[c], path, line, name) for tokens, line in rows]
 
+    def collinear(names):
+        """The x column of a (x, y, z) triple of MLIP-3 magnetic columns, or None; y, z must be 0."""
+        present = [n for n in names if n in index]
+        if not present:
+            return None
+        if len(present) != 3:
+            raise _err(path, f"AtomData has {present} but not all of {' '.join(names)}", header_line, "AtomData")
+        for name in names[1:]:
+            for (tokens, line), v in zip(rows, column(name, _to_float)):
+                if v != 0.0:
+                    raise _err(path, f"non-collinear magnetic data ({name} = {v}); only collinear "
+                               "moments (along x, MLIP-3's convention) are supported", line, name)
+        return np.array(column(names[0], _to_float), dtype=np.float64)
+
     types = np.array(column("type", _to_int), dtype=np.int64)
     for (tokens, line), t in zip(rows, types):
         if t < 0:
@@ -141,7 +158,8 @@ def _atom_data(rows, columns, size, path, header_line):
     forces = None
     if present_forces:
         forces = np.array([column(n, _to_float) for n in _FORCE_COLUMNS], dtype=np.float64).T.reshape(-1, 3)
-    return types, kind, xyz, forces
+    en_der = collinear(_EN_DER_COLUMNS)
+    return types, kind, xyz, forces, collinear(_MAGMOM_COLUMNS), None if en_der is None else -en_der
 
 
 def _supercell(block, path, line):
@@ -218,13 +236,13 @@ def _one_configuration(cur: _Lines, begin_line: int) -> Configuration:
     if atoms is None:
         if size:
             raise _err(path, f"configuration starting on line {begin_line} has no AtomData", begin_line, "AtomData")
-        atoms = (np.zeros(0, np.int64), "cartes", np.zeros((0, 3)), None)
-    types, kind, xyz, forces = atoms
+        atoms = (np.zeros(0, np.int64), "cartes", np.zeros((0, 3)), None, None, None)
+    types, kind, xyz, forces, magmoms, magmom_forces = atoms
     if kind == "direct":
         if cell is None:
             raise _err(path, "direct_x/y/z coordinates need a Supercell", begin_line, "Supercell")
         xyz = xyz @ cell
-    return Configuration(xyz, types, cell, energy, forces, virial, tuple(features))
+    return Configuration(xyz, types, cell, energy, forces, virial, tuple(features), magmoms, magmom_forces)
 
 
 def parse_cfg(text: str, path="<string>", species=None) -> Dataset:
@@ -278,6 +296,12 @@ def _format_configuration(c: Configuration) -> str:
         atoms = [_ATOM_F % (a, t, *p, *f) for a, t, p, f in rows]
     else:
         atoms = [_ATOM % (a, t, *p) for a, t, p in zip(ids, c.types.tolist(), c.positions.tolist())]
+    # MLIP-3's magnetic columns (moment along x; en_der = dE/dm = -magmom_forces)
+    for names, values in ((_MAGMOM_COLUMNS, c.magmoms), (_EN_DER_COLUMNS, c.magmom_forces)):
+        if values is not None:
+            header += " " + " ".join(n.rjust(_W) for n in names)
+            sign = -1.0 if names is _EN_DER_COLUMNS else 1.0
+            atoms = [row + " " + _ROW3 % (sign * v + 0.0, 0.0, 0.0) for row, v in zip(atoms, values.tolist())]
     out.append(header)
     out += atoms
     if c.energy is not None:

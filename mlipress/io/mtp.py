@@ -28,6 +28,7 @@ import numpy as np
 
 from mlipress.io.atomic import atomic_write
 from mlipress.io.errors import FileFormatError
+from mlipress.models.mtp.magnetic import MAGNETIC_BASIS_TYPES, MagneticBasis, MagneticMTP
 from mlipress.models.mtp.model import MTP, MomentBasis, RadialBasis
 
 __all__ = ["read_mtp", "parse_mtp", "write_mtp", "format_mtp", "RADIAL_BASIS_TYPES"]
@@ -41,6 +42,7 @@ _KNOWN_KEYS = {
     "alpha_moments_count", "alpha_index_basic_count", "alpha_index_basic",
     "alpha_index_times_count", "alpha_index_times", "alpha_scalar_moments",
     "alpha_moment_mapping", "species_coeffs", "moment_coeffs",
+    "magnetic_basis_type", "min_val", "max_val", "basis_size",  # MLIP-3's magnetic MTP
 }  # fmt: skip
 _PAIR_HEADER = re.compile(r"^(\d+)\s*-\s*(\d+)$")
 _ROW = re.compile(r"\{([^{}]*)\}")
@@ -255,7 +257,7 @@ class _Fields:
 # --------------------------------------------------------------------------- reading
 
 
-def _radial_coeffs(f: _Fields, nt: int, nf: int, nb: int) -> np.ndarray | None:
+def _radial_coeffs(f: _Fields, nt: int, nf: int, nb: int, size_label: str = "") -> np.ndarray | None:
     scan = f.scan
     if scan.radial_line is None:
         return None
@@ -282,7 +284,7 @@ def _radial_coeffs(f: _Fields, nt: int, nf: int, nb: int) -> np.ndarray | None:
             tokens = _list_tokens(text, path, line, key)
             if len(tokens) != nb:
                 raise FileFormatError(
-                    path, f"row has {len(tokens)} values but radial_basis_size = {nb}", line=line, field=key
+                    path, f"row has {len(tokens)} values but radial_basis_size{size_label} = {nb}", line=line, field=key
                 )
             coeffs[block.i, block.j, mu] = [_float(t, path, line, key) for t in tokens]
     missing = [f"{i}-{j}" for i in range(nt) for j in range(nt) if (i, j) not in seen]
@@ -290,6 +292,18 @@ def _radial_coeffs(f: _Fields, nt: int, nf: int, nb: int) -> np.ndarray | None:
         shown = ", ".join(missing[:6]) + (", ..." if len(missing) > 6 else "")
         raise FileFormatError(path, f"missing species pair block(s) {shown}", line=scan.radial_line, field=key)
     return coeffs
+
+
+def _magnetic_basis(f: _Fields) -> MagneticBasis:
+    """MLIP-3's magnetic basis block: ``magnetic_basis_type``, ``min_val``, ``max_val``, ``basis_size``."""
+    kind = f.raw("magnetic_basis_type")
+    if kind not in MAGNETIC_BASIS_TYPES:
+        raise FileFormatError(f.path, f"unknown magnetic basis {kind!r} (supported: {', '.join(MAGNETIC_BASIS_TYPES)})",
+                              line=f.line("magnetic_basis_type"), field="magnetic_basis_type")
+    try:
+        return MagneticBasis(f.number("min_val"), f.number("max_val"), f.integer("basis_size", minimum=1), kind)
+    except ValueError as exc:
+        raise FileFormatError(f.path, str(exc), line=f.line("min_val"), field="min_val") from None
 
 
 def _check_indices(f: _Fields, basic, times, mapping, count: int, nf: int) -> None:
@@ -350,16 +364,23 @@ def parse_mtp(text: str, path="<string>") -> MTP:
     mapping = f.counted("alpha_moment_mapping", "alpha_scalar_moments")
     _check_indices(f, basic, times, mapping, count, nf)
 
+    magnetic = None
+    if f.has("magnetic_basis_type"):
+        magnetic = _magnetic_basis(f)
+    per_mu = nb * (magnetic.size ** 2 if magnetic is not None else 1)
     values = dict(
         scaling=f.number("scaling", default=1.0),
-        radial_coeffs=_radial_coeffs(f, nt, nf, nb),
+        radial_coeffs=_radial_coeffs(f, nt, nf, per_mu, "" if magnetic is None else " x basis_size^2"),
         species_coeffs=f.floats("species_coeffs", nt, "species_count"),
         moment_coeffs=f.floats("moment_coeffs", len(mapping), "alpha_scalar_moments"),
         potential_name=f.raw("potential_name", default="MTP1m", required=False),
         potential_tag=f.raw("potential_tag", default="", required=False),
     )
+    if magnetic is not None:
+        values["magnetic_basis"] = magnetic
+    model = MTP if magnetic is None else MagneticMTP
     try:
-        return MTP(nt, radial, nf, MomentBasis(basic, times, mapping, count), **values)
+        return model(nt, radial, nf, MomentBasis(basic, times, mapping, count), **values)
     except ValueError as exc:  # anything else the model itself rejects
         raise FileFormatError(path, str(exc)) from None
 
@@ -405,6 +426,12 @@ def format_mtp(mtp: MTP) -> str:
         f"\tmin_dist = {dist(rb.min_dist)}",
         f"\tmax_dist = {dist(rb.max_dist)}",
         f"\tradial_basis_size = {rb.size}",
+    ]
+    if isinstance(mtp, MagneticMTP):  # MLIP-3's layout: the magnetic basis, then radial_funcs_count
+        mb = mtp.magnetic_basis
+        out += [f"magnetic_basis_type = {mb.kind}", f"\tmin_val = {dist(mb.min_val)}", f"\tmax_val = {dist(mb.max_val)}",
+                f"\tbasis_size = {mb.size}"]
+    out += [
         f"\tradial_funcs_count = {mtp.radial_funcs_count}",
     ]
     if mtp.radial_coeffs is not None:

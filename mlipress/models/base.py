@@ -20,7 +20,8 @@ A **model** provides
 - ``features_fn() -> features(params, batch)``: the columns of the part the model is linear in,
   ``(energy (C, P), forces (A, 3, P), virial (C, 3, 3, P))`` with ``E = energy @ params.linear``
   exactly (and so for forces and virial); this is what the exact linear solve, variable
-  projection and (later) MaxVol active learning work on;
+  projection and (later) MaxVol active learning work on; a magnetic model (whose ``efs`` also
+  returns ``magmom_forces`` (A,)) appends their columns (A, P) as a fourth block;
 - ``penalty(params) -> scalar``: a regulariser of the nonlinear part (MTP: MLIP's radial
   orthonormality penalty), multiplied by ``LossWeights.penalty`` in the loss; 0 if none;
 - ``write(path)`` and the classmethod ``read(path)``: the family's potential file (an MTP's is
@@ -187,36 +188,54 @@ def in_blocks(fn: Callable, block: int, *arrays):
 
 #: Per-atom fields of a :class:`~mlipress.batch.NeighborBatch` that a block of atoms carries.
 _ATOM_FIELDS = ("vectors", "types_i", "types_j", "index_j", "mask", "config_index")
+#: The collinear moments, carried by the blocks of a magnetic model (differentiated like ``vectors``).
+_SPIN_FIELDS = ("magmoms", "magmoms_j")
 
 
-def efs_from_site_energies(site_energies: Callable, block_size: Callable[[int], int] = lambda K: 16) -> Callable:
+def efs_from_site_energies(site_energies: Callable, block_size: Callable[[int], int] = lambda K: 16,
+                           magnetic: bool = False) -> Callable:
     """``efs(params, batch)`` of the contract from ``site_energies(params, batch) -> (A,)`` (zero
     for padded atoms): one reverse pass gives ``D_ij = dE/dr_ij``; ``F_i += D_ij``,
     ``F_j -= D_ij``, ``virial = -sum_ij D_ij (outer) r_ij`` (REFERENCE.md section 1).
 
     ``site_energies`` is called on blocks of ``block_size(K)`` atoms (:func:`in_blocks`): batches
     holding the block's rows of the per-atom fields, so it must use each atom's own neighbour
-    rows only (``index_j`` still numbers atoms of the whole batch)."""
+    rows only (``index_j`` still numbers atoms of the whole batch).
+
+    ``magnetic=True`` (models of collinear moments): the blocks also carry ``magmoms`` (s_i) and
+    ``magmoms_j`` (s_j), the same pass differentiates them, and the result adds
+    ``magmom_forces`` (A,) ``= -dE/ds_i = -(dE/ds_i|_own + sum_{pairs ji} dE/ds_j|_pair)``."""
+    fields = _ATOM_FIELDS + (_SPIN_FIELDS if magnetic else ())
 
     def efs(params, batch) -> dict:
         A, K = batch.types_j.shape
         n = batch.n_configs
 
         def site(*rows):
-            block = batch.replace(**dict(zip(_ATOM_FIELDS, rows)))
+            block = batch.replace(**dict(zip(fields, rows)))
 
-            def total(vectors):
-                V = site_energies(params, block.replace(vectors=vectors))
+            def total(vectors, *spins):
+                V = site_energies(params, block.replace(vectors=vectors, **dict(zip(_SPIN_FIELDS, spins))))
                 return V.sum(), V
 
-            D, V = jax.grad(total, has_aux=True)(block.vectors)
-            return V, D * block.mask[..., None]
+            if not magnetic:
+                D, V = jax.grad(total, has_aux=True)(block.vectors)
+                return V, D * block.mask[..., None]
+            (D, ds_i, ds_j), V = jax.grad(total, argnums=(0, 1, 2), has_aux=True)(block.vectors, block.magmoms,
+                                                                                    block.magmoms_j)
+            return V, D * block.mask[..., None], ds_i, ds_j * block.mask
 
-        V, D = in_blocks(site, block_size(K), *(getattr(batch, name) for name in _ATOM_FIELDS))
+        out = in_blocks(site, block_size(K), *(getattr(batch, name) for name in fields))
+        V, D = out[:2]
         forces = D.sum(axis=1) - jax.ops.segment_sum(D.reshape(-1, 3), batch.index_j.reshape(-1), A + 1)[:A]
         virial = -jnp.einsum("akx,aky->axy", D, batch.vectors)
-        return {"energy": jax.ops.segment_sum(V, batch.config_index, n + 1)[:n], "energies": V, "forces": forces,
-                "virial": jax.ops.segment_sum(virial, batch.config_index, n + 1)[:n]}
+        result = {"energy": jax.ops.segment_sum(V, batch.config_index, n + 1)[:n], "energies": V, "forces": forces,
+                  "virial": jax.ops.segment_sum(virial, batch.config_index, n + 1)[:n]}
+        if magnetic:
+            ds_i, ds_j = out[2:]
+            dE_ds = ds_i + jax.ops.segment_sum(ds_j.reshape(-1), batch.index_j.reshape(-1), A + 1)[:A]
+            result["magmom_forces"] = -dE_ds
+        return result
 
     return efs
 

@@ -408,7 +408,8 @@ def register_layer(cls):
 def kind_of(layer) -> str:
     """The registered ``kind`` of a layer value; ``TypeError`` for anything else (a raw array)."""
     cls = type(layer)
-    if not isinstance(layer, RadialLayer) or _LAYERS.get(cls.kind) is not cls:
+    # a subclass of a registered layer (the magnetic MTP's split TT) keeps its kind
+    if not isinstance(layer, RadialLayer) or not issubclass(cls, _LAYERS.get(cls.kind, ())):
         raise TypeError(f"not a registered radial layer: {cls.__name__} (registered: {sorted(_LAYERS)})")
     return cls.kind
 
@@ -787,14 +788,15 @@ class TensorTrain(RadialLayer):
 
     @classmethod
     def parse_rank(cls, arg: str, name: str, what: str) -> tuple[int, ...]:
-        """``R1,R2,R3`` (the MTP's three ranks) or ``R`` for ``R,R,R``."""
+        """``R1,R2,R3`` (the MTP's three ranks), ``R`` for ``R,R,R``, or the five ranks
+        ``R1,...,R5`` of a magnetic MTP's TT over six modes (:mod:`mlipress.models.mtp.magnetic`)."""
         if not arg:
             raise ValueError(f"'{name}' needs ranks, e.g. '{name}:2,4,3'")
         parts = arg.split(",")
         if len(parts) == 1:
             return (_positive_int(parts[0], what),) * 3
-        if len(parts) != 3:
-            raise ValueError(f"'{name}' needs three ranks R1,R2,R3, got {len(parts)}")
+        if len(parts) not in (3, 5):
+            raise ValueError(f"'{name}' needs three ranks R1,R2,R3 (five for a magnetic MTP), got {len(parts)}")
         return tuple(_positive_int(p, f"{what} R{k + 1}") for k, p in enumerate(parts))
 
     @classmethod

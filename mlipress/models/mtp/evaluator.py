@@ -167,11 +167,27 @@ def _monomials(u, exponents):
     return cache
 
 
-def make_moments_fn(mtp: MTP):
-    """``moments(params, batch) -> (count, A)``: all moments M of every atom (renumbered, see
-    :class:`MomentPlan`); the basis functions are rows ``plan.mapping``."""
-    plan = moment_plan(mtp.moments)
+def plain_radial_fn(mtp: MTP):
+    """``radial(params, r, batch) -> f (A, K, N_f)``: the MTP's radial functions
+    ``f_mu(r_ij) = sum_b C[z_i, z_j, mu, b] Q_b(r_ij)`` of the pairs of ``batch``."""
     rb = mtp.radial_basis
+
+    def radial(params, r, batch):
+        Q = chebyshev_radial_basis(r, rb, params.scaling)
+        return params.radial.radial_values(Q, batch.types_i[:, None], batch.types_j)
+
+    return radial
+
+
+def make_moments_fn(mtp: MTP, radial_fn=None):
+    """``moments(params, batch) -> (count, A)``: all moments M of every atom (renumbered, see
+    :class:`MomentPlan`); the basis functions are rows ``plan.mapping``.
+
+    ``radial_fn(params, r, batch) -> (A, K, N_f)`` gives the radial functions of every pair
+    (default :func:`plain_radial_fn`); a model whose radial functions depend on more pair data
+    (the magnetic MTP: the moments s_i, s_j) passes its own and shares everything else."""
+    plan = moment_plan(mtp.moments)
+    radial = plain_radial_fn(mtp) if radial_fn is None else radial_fn
     n_basic = len(plan.basic_mu)
     # Basic moments grouped by radial function: mu -> (positions in M, exponent triples).
     by_mu = [
@@ -180,11 +196,10 @@ def make_moments_fn(mtp: MTP):
     ]
     order = np.argsort(np.concatenate([pos for pos, _ in by_mu]), kind="stable")
 
-    def basic_moments(params, vectors, mask, types_i, types_j, reduce=True):
+    def basic_moments(params, batch: NeighborBatch, reduce=True):
         """(n_basic, A) moments, or with ``reduce=False`` the (n_basic, A, K) per-pair terms."""
-        r, u = _pair_geometry(vectors, mask)
-        Q = chebyshev_radial_basis(r, rb, params.scaling)
-        f = params.radial.radial_values(Q, types_i[:, None], types_j) * mask[..., None]
+        r, u = _pair_geometry(batch.vectors, batch.mask)
+        f = radial(params, r, batch) * batch.mask[..., None]
         mono = _monomials(u, plan.monomials)
         # One fused multiply-and-reduce per basic moment: XLA recomputes the monomial inside
         # the reduction instead of materialising (A, K) temporaries (stacking the monomials
@@ -207,7 +222,7 @@ def make_moments_fn(mtp: MTP):
         return M
 
     def moments(params, batch: NeighborBatch) -> jax.Array:
-        return products(basic_moments(params, batch.vectors, batch.mask, batch.types_i, batch.types_j))
+        return products(basic_moments(params, batch))
 
     # The two stages separately, for the linear design matrix (mlipress.fit.linear).
     moments.plan, moments.basic, moments.products = plan, basic_moments, products
@@ -228,9 +243,10 @@ def atom_block_size(mtp: MTP, neighbours: int) -> int:
     return int(min(max(size, 8), 64))
 
 
-def make_site_energy_fn(mtp: MTP):
-    """``site_energies(params, batch) -> (A,)``: V_i = species[z_i] + sum_s moment[s] B_s; 0 in padding."""
-    moments = make_moments_fn(mtp)
+def make_site_energy_fn(mtp: MTP, radial_fn=None):
+    """``site_energies(params, batch) -> (A,)``: V_i = species[z_i] + sum_s moment[s] B_s; 0 in
+    padding. ``radial_fn``: see :func:`make_moments_fn`."""
+    moments = make_moments_fn(mtp, radial_fn)
     mapping = moments.plan.mapping
 
     def site_energies(params, batch: NeighborBatch) -> jax.Array:

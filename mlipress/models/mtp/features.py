@@ -128,7 +128,7 @@ def mtp_features_fn(mtp):
             nb, start = x
 
             def terms(vectors):
-                return moments.basic(params, vectors, nb.mask, nb.types_i, nb.types_j, reduce=False)
+                return moments.basic(params, nb.replace(vectors=vectors), reduce=False)
 
             t = terms(nb.vectors)  # (n_basic, a, K)
             units = jnp.broadcast_to(jnp.eye(3)[:, None, None, :], (3, *nb.vectors.shape))

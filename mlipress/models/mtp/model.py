@@ -127,7 +127,7 @@ class MTP:
     potential_tag: str = ""
 
     def __post_init__(self):
-        nt, nf, nb = self.species_count, self.radial_funcs_count, self.radial_basis.size
+        nt, nf = self.species_count, self.radial_funcs_count
         if nt < 1:
             raise ValueError(f"species_count must be >= 1, got {nt}")
         if self.moments.radial_funcs_needed > nf:
@@ -136,7 +136,7 @@ class MTP:
                 f"but radial_funcs_count = {nf}"
             )
         expected = {
-            "radial_coeffs": (nt, nt, nf, nb),
+            "radial_coeffs": self.radial_shape,
             "species_coeffs": (nt,),
             "moment_coeffs": (self.moments.scalar_count,),
         }
