@@ -152,34 +152,32 @@ def _identity_rows(n_a: int, extra: list[list[tuple[int, float]]] = ()) -> tuple
     return ptr, col, weight
 
 
-def _rank1_row(ace, fn, n_a, vmax):
-    return [fn.mus[0] * ace.radial_basis.n_k + fn.ns[0] - 1] + [n_a] * (vmax - 1)
-
-
-def _finish(idx, coef, seg, n_a, n_functions, projections=(), extra_rows=()) -> ProductTable:
-    vmax = max(len(i) for i in idx) if idx else 1
+def _table(ace, terms_of, projections=(), extra_rows=()) -> ProductTable:
+    """The :class:`ProductTable` whose rank >= 2 functions have the rows ``terms_of(fn)`` yields,
+    ``(coef, [x index per factor])``; rank 1 reads ``a`` directly, the constant pads."""
+    _, n_a, _, vmax = _layout(ace)
+    idx, coef, seg = [], [], []
+    for f_index, fn in enumerate(ace.functions):
+        rows = ([(1.0, [fn.mus[0] * ace.radial_basis.n_k + fn.ns[0] - 1])] if fn.rank == 1 else terms_of(fn))
+        for c, row in rows:
+            idx.append(list(row) + [n_a] * (vmax - len(row)))
+            coef.append(c)
+            seg.append(f_index)
     return ProductTable(np.asarray(idx, np.int32).reshape(-1, vmax), np.asarray(coef, np.float64),
-                        np.asarray(seg, np.int32), n_a, n_functions, tuple(projections), _identity_rows(n_a, extra_rows))
+                        np.asarray(seg, np.int32), n_a, len(ace.functions), tuple(projections),
+                        _identity_rows(n_a, extra_rows))
 
 
 def exact_table(ace) -> ProductTable:
     """``x = [a, 1]`` and one row per nonzero real generalised CG coefficient."""
-    n1, n_a, nlm, vmax = _layout(ace)
-    nrad = ace.nrad
-    idx, coef, seg = [], [], []
-    for f_index, fn in enumerate(ace.functions):
-        if fn.rank == 1:
-            idx.append(_rank1_row(ace, fn, n_a, vmax))
-            coef.append(1.0)
-            seg.append(f_index)
-            continue
+    n1, _, nlm, _ = _layout(ace)
+
+    def terms_of(fn):
         C = real_coupling(fn.ls, fn.lint)
-        base = [n1 + (mu * nrad + n - 1) * nlm + l * l for mu, n, l in zip(fn.mus, fn.ns, fn.ls)]
-        for ms in zip(*np.nonzero(np.abs(C) > 1e-14)):
-            idx.append([b + int(m) for b, m in zip(base, ms)] + [n_a] * (vmax - fn.rank))
-            coef.append(float(C[ms]))
-            seg.append(f_index)
-    return _finish(idx, coef, seg, n_a, len(ace.functions))
+        base = [n1 + (mu * ace.nrad + n - 1) * nlm + l * l for mu, n, l in zip(fn.mus, fn.ns, fn.ls)]
+        return [(float(C[ms]), [b + int(m) for b, m in zip(base, ms)]) for ms in zip(*np.nonzero(np.abs(C) > 1e-14))]
+
+    return _table(ace, terms_of)
 
 
 def _normalised(column: np.ndarray):
@@ -193,7 +191,7 @@ def _normalised(column: np.ndarray):
 
 def cp_table(ace, rank: int) -> ProductTable:
     """``x = [a, 1, q]`` with the CP projections ``q`` (module docstring)."""
-    n1, n_a, nlm, vmax = _layout(ace)
+    n1, n_a, nlm, _ = _layout(ace)
     nt, nrad = ace.n_species, ace.nrad
     columns: dict[int, dict[bytes, int]] = {}  # degree -> normalised column -> its index s
     vectors: dict[int, list[np.ndarray]] = {}
@@ -229,22 +227,13 @@ def cp_table(ace, rank: int) -> ProductTable:
             for s in range(F.shape[1]):
                 extra_rows.append([(int(a_index[c, m]), float(F[m, s])) for m in range(2 * l + 1) if F[m, s] != 0.0])
         offset += nt * nrad * F.shape[1]
-    idx, coef, seg = [], [], []
-    for f_index, fn in enumerate(ace.functions):
-        if fn.rank == 1:
-            idx.append(_rank1_row(ace, fn, n_a, vmax))
-            coef.append(1.0)
-            seg.append(f_index)
-            continue
-        for scale, cols in terms[(fn.ls, fn.lint)]:
-            row = []
-            for mu, n, l, s in zip(fn.mus, fn.ns, fn.ls, cols):
-                start, width = offsets[l]
-                row.append(start + (mu * nrad + n - 1) * width + s)
-            idx.append(row + [n_a] * (vmax - fn.rank))
-            coef.append(scale)
-            seg.append(f_index)
-    return _finish(idx, coef, seg, n_a, len(ace.functions), projections, extra_rows)
+
+    def terms_of(fn):
+        return [(scale, [offsets[l][0] + (mu * nrad + n - 1) * offsets[l][1] + s
+                         for mu, n, l, s in zip(fn.mus, fn.ns, fn.ls, cols)])
+                for scale, cols in terms[(fn.ls, fn.lint)]]
+
+    return _table(ace, terms_of, projections, extra_rows)
 
 
 def product_table(ace) -> ProductTable:
