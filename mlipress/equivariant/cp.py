@@ -251,7 +251,7 @@ def _tensor_factors(name: str, data: bytes, shape: tuple[int, ...], rank: int, s
 
 def cached_fit_cp(tensor, rank: int, seed: int = 0, name: str = "tensor", use_disk: bool = True):
     """:func:`fit_cp` of any fixed coupling tensor, fitted once and then read from
-    :func:`cache_dir` (file ``NAME_v1_<content hash>_R<rank>_seed<seed>.npz``) and memory."""
+    :func:`cache_dir` (file ``NAME_v2_<content hash>_R<rank>_seed<seed>.npz``) and memory."""
     tensor = np.ascontiguousarray(tensor, dtype=np.float64)
     return tuple(f.copy() for f in _tensor_factors(name, tensor.tobytes(), tensor.shape, int(rank), int(seed), use_disk))
 

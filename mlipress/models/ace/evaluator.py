@@ -4,7 +4,8 @@ For a padded :class:`~mlipress.batch.NeighborBatch` (A atoms, K neighbour slots)
 one vector ``a`` of its atomic base (eq. (14) of the paper), laid out as
 
 - ``N_T N_k`` rank-1 entries ``A1[mu, k] = sum_j [z_j = mu] g_k(r_ij) Y_00``;
-- ``N_T N_rad (L+1)^2`` entries ``A[mu, n, lm] = sum_j [z_j = mu] R_nl^{z_i z_j}(r_ij) Y_lm(r_ij)``;
+- ``N_T N_rad (L+1)^2`` entries ``A[mu, n, lm] = sum_j [z_j = mu] R_nl^{z_i z_j}(r_ij) Y_lm(r_ij)``.
+
 The B-functions are a fixed table of terms ``(f, coef, idx_1..idx_v)`` over the expanded base
 ``x = [a, 1, q(a)]`` of the model's coupling (:mod:`.coupling`; the constant 1 pads every
 product to the same number of factors, ``q`` are the CP projections, none for the exact
@@ -13,8 +14,8 @@ whole basis. ``E_i = E0[z_i] + sum_f c[z_i, f] B_f``.
 
 Forces and virials come from one reverse pass (as for the MTP). The design matrix of the linear
 part uses the chain rule ``dB/dr_ij = dB/da . dphi(r_ij)/dr_ij``: ``dB/da`` from the partial
-products of the term table carried back through ``x(a)``, ``dphi/dr_ij`` from three forward tangents per pair, so no
-per-coefficient pass is made.
+products of the term table carried back through the linear map ``x(a)``, ``dphi/dr_ij`` from
+three forward tangents per pair, so no per-coefficient pass is made.
 """
 
 from __future__ import annotations
