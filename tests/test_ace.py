@@ -126,23 +126,30 @@ def test_rotation_translation_permutation_invariance(ace):
     np.testing.assert_allclose(f2, f0[perm], atol=1e-12)
 
 
-def test_forces_and_virial_match_finite_differences(ace):
-    c = _cluster(14, seed=4)
-    e0, forces, virial, _ = _efs(ace, c)
+def assert_finite_differences(model, c, symmetric_virial=False, strains=((0, 0), (1, 2), (2, 0))):
+    """Forces and virial of ``model`` on ``c`` against central differences of the energy (the
+    symmetric part of the virial with ``symmetric_virial``: all a symmetric strain sees)."""
+    _, forces, virial, _ = _efs(model, c)
+    if symmetric_virial:
+        virial = (virial + virial.T) / 2
     h = 1e-5
     for atom, axis in [(0, 0), (5, 1), (11, 2)]:
         shifted = []
         for sign in (1, -1):
             pos = c.positions.copy()
             pos[atom, axis] += sign * h
-            shifted.append(_efs(ace, Configuration(pos, c.types, c.cell))[0])
+            shifted.append(_efs(model, Configuration(pos, c.types, c.cell))[0])
         assert forces[atom, axis] == pytest.approx(-(shifted[0] - shifted[1]) / (2 * h), rel=1e-6, abs=1e-8)
-    for a, b in [(0, 0), (1, 2), (2, 0)]:
+    for a, b in strains:
         eps = np.zeros((3, 3))
         eps[a, b] = eps[b, a] = h / 2 if a != b else h
-        energies = [_efs(ace, Configuration(c.positions @ (np.eye(3) + s * eps), c.types, c.cell @ (np.eye(3) + s * eps)))[0]
+        energies = [_efs(model, Configuration(c.positions @ (np.eye(3) + s * eps), c.types, c.cell @ (np.eye(3) + s * eps)))[0]
                     for s in (1, -1)]
         assert virial[a, b] == pytest.approx(-(energies[0] - energies[1]) / (2 * h), rel=1e-6, abs=1e-8)
+
+
+def test_forces_and_virial_match_finite_differences(ace):
+    assert_finite_differences(ace, _cluster(14, seed=4))
 
 
 def test_design_matrix_reproduces_energy_forces_virial():

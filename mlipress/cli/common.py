@@ -29,6 +29,8 @@ FRESH_ACE: dict[str, tuple[type, object, str]] = {
     "lmax": (int, 2, "ACE: largest degree L (default 2)"),
     "nmax_by_rank": (str, None, "ACE: n_max for ranks 2, 3, ... as a list, e.g. 3,2 (default N_rad at every rank)"),
     "lmax_by_rank": (str, None, "ACE: l_max for ranks 2, 3, ... as a list, e.g. 2,1 (default L at every rank)"),
+    "coupling": (str, None, "ACE: coupling of the B-functions: exact (generalised Clebsch-Gordan, default) | cp:R "
+                 "(each coupling in rank-R CP form, factors fitted once and frozen; docs/ace.md)"),
 }
 
 
@@ -45,7 +47,19 @@ def fresh_ace(species, cutoff: float, options: dict):
         return None if not text else [int(x) for x in str(text).split(",")]
 
     return untrained_ace(elements, options["body_order"], options["nk"], options["nrad"], options["lmax"], cutoff,
-                         ints(options["nmax_by_rank"]), ints(options["lmax_by_rank"]))
+                         ints(options["nmax_by_rank"]), ints(options["lmax_by_rank"]),
+                         coupling=ace_coupling(options.get("coupling")))
+
+
+def ace_coupling(spec) -> str:
+    """The canonical ``--coupling`` of an ACE (``exact`` when not given); a bad value is a
+    ``ValueError`` naming the option."""
+    from mlipress.models.ace.coupling import parse_ace_coupling
+
+    try:
+        return parse_ace_coupling("exact" if spec is None else spec)
+    except ValueError as exc:
+        raise ValueError(f"--coupling: {exc}") from None
 
 
 def describe(model) -> str:

@@ -32,7 +32,8 @@ def run(args) -> int:
     if args.model == "ace":
         ace = fresh_ace(args.species, args.cutoff, vars(args))
         ace.write(args.output)
-        print(f"wrote {args.output}: untrained {describe(ace)}, {len(ace.functions)} B-functions per species")
+        print(f"wrote {args.output}: untrained {describe(ace)}, {len(ace.functions)} B-functions per species, "
+              f"{ace.coupling} coupling")
         return 0
     if args.level is None:
         raise SystemExit("mlipress init: give --level L (MTP) or --model ace")

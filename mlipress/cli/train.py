@@ -21,6 +21,10 @@ augmentation); ``mfra:auto`` / ``ttra:auto`` grow while the validation loss (wit
 decreases by more than 1% between them. The output is the standard
 dense ``.mtp`` plus the factors in ``OUTPUT.factors.npz`` (:func:`mlipress.compress.
 write_compressed`); with ``--ensemble K`` each member gets its own pair of files.
+
+``--coupling cp:R`` (ACE; TOML ``coupling``): the B-functions coupled in rank-R CP form
+(:mod:`mlipress.models.ace.coupling`) instead of the exact generalised CG (``exact``, the
+default); with ``--init`` it re-couples the start, and the output file keeps the coupling.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ import time
 import tomllib
 from pathlib import Path
 
-from mlipress.cli.common import (FRESH_ACE, FRESH_POTENTIAL, SPECIES_HELP, check_data, describe, flag, fresh_ace,
-                                 read_data, species_count)
+from mlipress.cli.common import (FRESH_ACE, FRESH_POTENTIAL, SPECIES_HELP, ace_coupling, check_data, describe, flag,
+                                 fresh_ace, read_data, species_count)
 
 # option name -> (type, default, help); None default = not given
 _OPTIONS: dict[str, tuple[type, object, str]] = {
@@ -178,9 +182,15 @@ def run(args) -> int:
 
     if start is not None:
         mtp = start
+        if o["coupling"] is not None:
+            if not hasattr(start, "with_coupling"):
+                raise ValueError(f"--coupling applies to ACE potentials; {o['init']} is a {type(start).__name__}")
+            mtp = start.with_coupling(ace_coupling(o["coupling"]))
     elif o["model"] == "ace":
         mtp = fresh_ace(o["species"] or data.species, o["cutoff"], o)
     else:
+        if o["coupling"] is not None:
+            raise ValueError("--coupling applies to ACE potentials (--model ace or --init ACE.yaml)")
         count = species_count(o["species_count"], o["species"], data)
         mtp = untrained_mtp(o["level"], count, o["min_dist"], o["cutoff"], o["radial_basis_size"])
     check_data(mtp, data, o["train"])

@@ -47,7 +47,7 @@ Tensor products (:mod:`.tensor_product`, :mod:`.cp`, :mod:`.coupling`)
     ``.flops_per_pair``. ``cp:R`` is the rank-R CP form of Lin et al., "Tensor Decomposition
     Networks" (:func:`cp_coupling`): factors fitted once by ALS (seed 0), cached on disk
     (:func:`~mlipress.equivariant.cp.cache_dir`), exact (to rounding) at ``R >= exact_rank``.
-``fit_cp(T, R, seed)``, ``exact_rank(T)``, ``cp_error``, ``equivariance_bound`` for a coupling
+``fit_cp(T, R, seed)`` (``cached_fit_cp``: fitted once, kept on disk), ``exact_rank(T)``, ``cp_error``, ``equivariance_bound`` for a coupling
     tensor of any order >= 2 (a CG path block, ACE's generalised CG); ``equivariance_error``
     measures a coupling's error under random rotations.
 """
@@ -61,6 +61,7 @@ from mlipress.equivariant.clebsch_gordan import (
 )
 from mlipress.equivariant.coupling import COUPLING_HELP, make_coupling, parse_coupling
 from mlipress.equivariant.cp import (
+    cached_fit_cp,
     cp_coupling,
     cp_error,
     cp_factors,
@@ -115,6 +116,7 @@ __all__ = [
     "cp_error",
     "equivariance_bound",
     "equivariance_error",
+    "cached_fit_cp",
     "cp_factors",
     "cp_coupling",
     "COUPLING_HELP",

@@ -27,6 +27,7 @@ equivariance error of a CP tensor product, computable from the CP residual
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 from functools import lru_cache
@@ -47,11 +48,12 @@ __all__ = [
     "equivariance_bound",
     "equivariance_error",
     "cache_dir",
+    "cached_fit_cp",
     "cp_factors",
     "cp_coupling",
 ]
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 def _khatri_rao(*matrices):
@@ -209,29 +211,49 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "mlipress" / "cp"
 
 
-@lru_cache(maxsize=None)
-def _fused_factors(lmax: int, lmax_out: int, rank: int, seed: int, use_disk: bool):
-    path = cache_dir() / f"fused-cg_v{_CACHE_VERSION}_L{lmax}_Lout{lmax_out}_R{rank}_seed{seed}.npz"
+def _load_or_fit(path: Path, make_tensor, rank: int, seed: int, use_disk: bool) -> tuple[np.ndarray, ...]:
+    """Factors ``f0, f1, ...`` stored at ``path``, else ``fit_cp(make_tensor(), rank, seed)``
+    written there atomically (a damaged or unwritable cache is refitted, never an error)."""
     if use_disk and path.exists():
         try:
             with np.load(path) as data:
-                factors = (data["a"], data["b"], data["c"])
-            if all(f.shape[1] == rank for f in factors):
+                factors = tuple(data[f"f{t}"] for t in range(len(data.files)))
+            if factors and all(f.shape[1] == rank for f in factors):
                 return factors
         except (OSError, KeyError, ValueError):
             pass  # a damaged cache file is refitted and overwritten
-    factors = fit_cp(fused_cg_tensor(lmax, lmax_out), rank, seed=seed)
+    factors = fit_cp(make_tensor(), rank, seed=seed)
     if use_disk:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-            np.savez(tmp, a=factors[0], b=factors[1], c=factors[2])
+            np.savez(tmp, **{f"f{t}": f for t, f in enumerate(factors)})
             tmp.replace(path)
         except OSError:
             pass  # a read-only home is no reason to fail: the factors are recomputed next time
     for f in factors:
         f.setflags(write=False)
     return factors
+
+
+@lru_cache(maxsize=None)
+def _fused_factors(lmax: int, lmax_out: int, rank: int, seed: int, use_disk: bool):
+    path = cache_dir() / f"fused-cg_v{_CACHE_VERSION}_L{lmax}_Lout{lmax_out}_R{rank}_seed{seed}.npz"
+    return _load_or_fit(path, lambda: fused_cg_tensor(lmax, lmax_out), rank, seed, use_disk)
+
+
+@lru_cache(maxsize=None)
+def _tensor_factors(name: str, data: bytes, shape: tuple[int, ...], rank: int, seed: int, use_disk: bool):
+    digest = hashlib.sha256(data + repr(shape).encode()).hexdigest()[:16]
+    path = cache_dir() / f"{name}_v{_CACHE_VERSION}_{digest}_R{rank}_seed{seed}.npz"
+    return _load_or_fit(path, lambda: np.frombuffer(data, dtype=np.float64).reshape(shape), rank, seed, use_disk)
+
+
+def cached_fit_cp(tensor, rank: int, seed: int = 0, name: str = "tensor", use_disk: bool = True):
+    """:func:`fit_cp` of any fixed coupling tensor, fitted once and then read from
+    :func:`cache_dir` (file ``NAME_v2_<content hash>_R<rank>_seed<seed>.npz``) and memory."""
+    tensor = np.ascontiguousarray(tensor, dtype=np.float64)
+    return tuple(f.copy() for f in _tensor_factors(name, tensor.tobytes(), tensor.shape, int(rank), int(seed), use_disk))
 
 
 def cp_factors(lmax: int, rank: int, seed: int = 0, lmax_out: int | None = None, use_disk: bool = True):

@@ -16,7 +16,9 @@ An ``nbody`` entry is ``{type: "X mu_1 .. mu_v", nr: [...], nl: [...], lint: [..
 (``lint`` from rank 3; ``c`` one value per density). mlipress shares one radial tensor per
 unordered pair, so the X-Y and Y-X blocks carry the same ``radcoefficients`` (a file where they
 differ is refused). The per-species energies (not part of the format; pacemaker subtracts
-reference energies from the data instead) are kept in ``metadata: mlipress_species_energies``.
+reference energies from the data instead) are kept in ``metadata: mlipress_species_energies``, a
+coupling other than the exact one (``cp:R``, :mod:`mlipress.models.ace.coupling`) in
+``metadata: mlipress_coupling`` (pacemaker ignores it and evaluates the exact coupling).
 Written atomically; errors name the file and the field.
 """
 
@@ -29,6 +31,7 @@ import numpy as np
 from mlipress.io.atomic import atomic_write
 from mlipress.io.errors import FileFormatError
 from mlipress.models.ace.basis import BFunction
+from mlipress.models.ace.coupling import parse_ace_coupling
 from mlipress.models.ace.model import ACE
 from mlipress.models.ace.radial import RadialBasisSpec, pair_index
 
@@ -112,6 +115,8 @@ def format_ace(ace: ACE) -> str:
             "mlipress_species_energies": " ".join(f"{e}={float(v)!r}" for e, v in zip(ace.elements, species_e))}
     if untrained:
         meta["mlipress_untrained"] = "true"
+    if ace.coupling != "exact":
+        meta["mlipress_coupling"] = ace.coupling
     doc = {"metadata": meta,
            "global": {"DeltaSplineBins": 0.001}, "species": blocks}
     return yaml.dump(doc, Dumper=_dumper(), default_flow_style=None, sort_keys=False, width=1 << 30)
@@ -216,7 +221,11 @@ def parse_ace(text: str, path="<string>") -> ACE:
             if name in index:
                 energies[index[name]] = float(value)
     try:
-        return ACE(tuple(elements), spec, nrad, lmax, tuple(functions), C, energies, coeffs)
+        coupling = parse_ace_coupling(metadata.get("mlipress_coupling", "exact"))
+    except ValueError as e:
+        raise FileFormatError(path, str(e), field="metadata.mlipress_coupling") from None
+    try:
+        return ACE(tuple(elements), spec, nrad, lmax, tuple(functions), C, energies, coeffs, coupling)
     except ValueError as e:
         raise FileFormatError(path, str(e), field="species") from None
 

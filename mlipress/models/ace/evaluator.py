@@ -4,71 +4,36 @@ For a padded :class:`~mlipress.batch.NeighborBatch` (A atoms, K neighbour slots)
 one vector ``a`` of its atomic base (eq. (14) of the paper), laid out as
 
 - ``N_T N_k`` rank-1 entries ``A1[mu, k] = sum_j [z_j = mu] g_k(r_ij) Y_00``;
-- ``N_T N_rad (L+1)^2`` entries ``A[mu, n, lm] = sum_j [z_j = mu] R_nl^{z_i z_j}(r_ij) Y_lm(r_ij)``;
-- a constant 1 (so every product has the same number of factors).
+- ``N_T N_rad (L+1)^2`` entries ``A[mu, n, lm] = sum_j [z_j = mu] R_nl^{z_i z_j}(r_ij) Y_lm(r_ij)``.
 
-The B-functions are a fixed table of terms ``(f, coef, idx_1..idx_v)``:
-``B_f = sum_terms coef prod_t a[idx_t]`` (the real generalised CG of :mod:`.basis`), one gather,
-product and segment-sum for the whole basis. ``E_i = E0[z_i] + sum_f c[z_i, f] B_f``.
+The B-functions are a fixed table of terms ``(f, coef, idx_1..idx_v)`` over the expanded base
+``x = [a, 1, q(a)]`` of the model's coupling (:mod:`.coupling`; the constant 1 pads every
+product to the same number of factors, ``q`` are the CP projections, none for the exact
+coupling): ``B_f = sum_terms coef prod_t x[idx_t]``, one gather, product and segment-sum for the
+whole basis. ``E_i = E0[z_i] + sum_f c[z_i, f] B_f``.
 
 Forces and virials come from one reverse pass (as for the MTP). The design matrix of the linear
 part uses the chain rule ``dB/dr_ij = dB/da . dphi(r_ij)/dr_ij``: ``dB/da`` from the partial
-products of the term table, ``dphi/dr_ij`` from three forward tangents per pair, so no
-per-coefficient pass is made.
+products of the term table carried back through the linear map ``x(a)``, ``dphi/dr_ij`` from
+three forward tangents per pair, so no per-coefficient pass is made.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mlipress.equivariant import spherical_harmonics
-from mlipress.models.ace.basis import real_coupling
+from mlipress.models.ace.coupling import product_table
 from mlipress.models.ace.radial import cheb_exp_cos, pair_index
 from mlipress.models.base import efs_from_site_energies
 
-__all__ = ["TermTable", "term_table", "make_efs_fn", "make_features_fn", "make_site_basis_fn"]
+__all__ = ["make_efs_fn", "make_features_fn", "make_site_basis_fn"]
 
 _Y00 = 1.0 / math.sqrt(4.0 * math.pi)
-
-
-@dataclass(frozen=True, eq=False)
-class TermTable:
-    """``B_f = sum coef * prod_t a[idx[:, t]]`` over the rows with ``seg == f``."""
-
-    idx: np.ndarray  # (T, v_max) int32 into a (constant slot: n_a)
-    coef: np.ndarray  # (T,)
-    seg: np.ndarray  # (T,) int32
-    n_a: int  # length of a without the constant slot
-    n_functions: int
-
-
-def term_table(ace) -> TermTable:
-    """The term table of ``ace.functions`` (host side, once per structure)."""
-    nt, nk, nrad, L = ace.n_species, ace.radial_basis.n_k, ace.nrad, ace.lmax
-    nlm = (L + 1) ** 2
-    n1 = nt * nk
-    n_a = n1 + nt * nrad * nlm
-    vmax = max(f.rank for f in ace.functions)
-    idx, coef, seg = [], [], []
-    for f_index, fn in enumerate(ace.functions):
-        if fn.rank == 1:
-            idx.append([fn.mus[0] * nk + fn.ns[0] - 1] + [n_a] * (vmax - 1))
-            coef.append(1.0)
-            seg.append(f_index)
-            continue
-        C = real_coupling(fn.ls, fn.lint)
-        base = [n1 + (mu * nrad + n - 1) * nlm + l * l for mu, n, l in zip(fn.mus, fn.ns, fn.ls)]
-        for ms in zip(*np.nonzero(np.abs(C) > 1e-14)):
-            idx.append([b + int(m) for b, m in zip(base, ms)] + [n_a] * (vmax - fn.rank))
-            coef.append(float(C[ms]))
-            seg.append(f_index)
-    return TermTable(np.asarray(idx, np.int32).reshape(-1, vmax), np.asarray(coef), np.asarray(seg, np.int32),
-                     n_a, len(ace.functions))
 
 
 def _pair_phi_fn(ace):
@@ -96,18 +61,14 @@ def _pair_phi_fn(ace):
     return phi
 
 
-def _with_constant(a):
-    return jnp.concatenate([a, jnp.ones(a.shape[:-1] + (1,), a.dtype)], -1)
-
-
 def make_site_basis_fn(ace):
     """``basis(params, batch) -> (A, F)``: the B-functions of every atom."""
-    table = term_table(ace)
+    table = product_table(ace)
     phi = _pair_phi_fn(ace)
     idx, coef, seg = jnp.asarray(table.idx), jnp.asarray(table.coef), jnp.asarray(table.seg)
 
     def from_base(a):
-        factors = _with_constant(a)[:, idx]  # (A, T, v)
+        factors = table.expand(a)[:, idx]  # (A, T, v)
         terms = jnp.prod(factors, axis=-1) * coef
         return jax.ops.segment_sum(terms.T, seg, table.n_functions, indices_are_sorted=True).T
 
@@ -146,17 +107,16 @@ def make_features_fn(ace):
     idx, coef, seg = jnp.asarray(table.idx), jnp.asarray(table.coef), jnp.asarray(table.seg)
     v = table.idx.shape[1]
 
+    term, slot, col, weight = (jnp.asarray(x) for x in table.rows_to_a())
+    targets = seg[term] * n_a + col
+
     def dB_da(a):
-        """(A, F, n_a): the partial products of the term table."""
-        X = _with_constant(a)[:, idx]  # (A, T, v)
-        rows = []
-        for t in range(v):
-            others = jnp.prod(jnp.delete(X, t, axis=-1), axis=-1) if v > 1 else jnp.ones(X.shape[:2])
-            rows.append(((others * coef).T, seg * (n_a + 1) + idx[:, t]))
-        vals = jnp.concatenate([r for r, _ in rows], 0)
-        ids = jnp.concatenate([i for _, i in rows], 0)
-        out = jax.ops.segment_sum(vals, ids, F * (n_a + 1))  # (F (n_a+1), A)
-        return out.reshape(F, n_a + 1, -1)[:, :n_a].transpose(2, 0, 1)
+        """(A, F, n_a): the partial products of the term table, carried back through ``x(a)``."""
+        X = table.expand(a)[:, idx]  # (A, T, v)
+        partial = jnp.stack([jnp.prod(jnp.delete(X, t, axis=-1), axis=-1) if v > 1 else jnp.ones(X.shape[:2])
+                             for t in range(v)], -1) * coef[:, None]  # (A, T, v)
+        out = jax.ops.segment_sum((partial[:, term, slot] * weight).T, targets, F * n_a)  # (F n_a, A)
+        return out.reshape(F, n_a, -1).transpose(2, 0, 1)
 
     def features(params, batch):
         A, n, K = batch.types_i.shape[0], batch.n_configs, batch.vectors.shape[1]

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlipress.models.ace.basis import BFunction, generate_functions
+from mlipress.models.ace.coupling import parse_ace_coupling
 from mlipress.models.ace.radial import PairDense, PairMatrixFactorized, RadialBasisSpec
 from mlipress.models.base import Params, params_class
 
@@ -44,7 +45,8 @@ _LAYERS = {"dense": PairDense, "mf": PairMatrixFactorized}
 @dataclass(frozen=True, eq=False)
 class ACE:
     """An ACE potential; untrained when ``coeffs`` is ``None``. ``elements``: the element of each
-    species index (the ``.yaml`` names species by element)."""
+    species index (the ``.yaml`` names species by element). ``coupling``: how the B-functions
+    couple the atomic base, ``"exact"`` (generalised CG) or ``"cp:R"`` (:mod:`.coupling`)."""
 
     elements: tuple[str, ...]
     radial_basis: RadialBasisSpec
@@ -54,8 +56,10 @@ class ACE:
     radial_coeffs: np.ndarray | None = None
     species_coeffs: np.ndarray | None = None
     coeffs: np.ndarray | None = None
+    coupling: str = "exact"
 
     def __post_init__(self):
+        object.__setattr__(self, "coupling", parse_ace_coupling(self.coupling))
         object.__setattr__(self, "elements", tuple(self.elements))
         object.__setattr__(self, "functions", tuple(self.functions))
         nt = len(self.elements)
@@ -104,7 +108,7 @@ class ACE:
 
     # -- the model contract ----------------------------------------------------------------
     def structure_key(self):
-        return ("ACE", self.elements, self.radial_basis, self.nrad, self.lmax, self.functions)
+        return ("ACE", self.elements, self.radial_basis, self.nrad, self.lmax, self.functions, self.coupling)
 
     def init(self, seed: int = 0) -> ACEParams:
         """pacemaker's start (``c_nlk = delta_nk``) plus N(0, 0.1^2) noise from ``seed``; zero
@@ -129,6 +133,10 @@ class ACE:
         C = float(params.scaling) * np.asarray(params.radial.dense(), dtype=np.float64)
         return replace(self, radial_coeffs=C, species_coeffs=np.asarray(params.species, dtype=np.float64),
                        coeffs=np.asarray(params.coeffs, dtype=np.float64))
+
+    def with_coupling(self, coupling: str) -> "ACE":
+        """The same potential (basis and coefficients) with another coupling of its B-functions."""
+        return replace(self, coupling=coupling)
 
     def radial_layer(self, spec):
         """The radial layer class of a spec: ``dense`` and ``mf:R`` (per-pair ``U_p V_p^T``)."""
@@ -170,12 +178,13 @@ class ACE:
 
 
 def untrained_ace(elements, body_order: int = 4, n_k: int = 9, nrad: int = 3, lmax: int = 2, cutoff: float = 5.0,
-                  nmax=None, lmax_by_rank=None, lam: float = 5.25, dcut: float = 0.01) -> ACE:
+                  nmax=None, lmax_by_rank=None, lam: float = 5.25, dcut: float = 0.01, coupling: str = "exact") -> ACE:
     """A fresh ACE: ChebExpCos basis of N_k functions, radial functions up to ``nrad``, ``lmax``;
     B-functions up to ``body_order`` with per-rank limits ``nmax`` / ``lmax_by_rank`` (default:
-    ``nrad`` / ``lmax`` at every rank >= 2; see :func:`mlipress.models.ace.basis.generate_functions`)."""
+    ``nrad`` / ``lmax`` at every rank >= 2; see :func:`mlipress.models.ace.basis.generate_functions`);
+    ``coupling``: ``"exact"`` or ``"cp:R"`` (:mod:`mlipress.models.ace.coupling`)."""
     elements = tuple(elements)
     functions = generate_functions(len(elements), body_order, n_k, nrad if nmax is None else nmax,
                                    lmax if lmax_by_rank is None else lmax_by_rank)
     return ACE(elements, RadialBasisSpec(float(cutoff), int(n_k), float(lam), float(dcut)), int(nrad), int(lmax),
-               functions)
+               functions, coupling=coupling)
