@@ -36,6 +36,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from mlipress.cache import cache_root
 from mlipress.equivariant.harmonics import block_wigner_D, num_harmonics
 from mlipress.equivariant.tensor_product import CPCoupling, fused_cg_tensor
 
@@ -202,13 +203,9 @@ def fit_cp(tensor, rank: int, seed: int = 0, max_iter: int = 500, tol: float = 1
 
 
 def cache_dir() -> Path:
-    """Where fitted factors are kept: ``$MLIPRESS_CACHE_DIR/cp``, else
-    ``$XDG_CACHE_HOME/mlipress/cp``, else ``~/.cache/mlipress/cp``."""
-    root = os.environ.get("MLIPRESS_CACHE_DIR")
-    if root:
-        return Path(root) / "cp"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "mlipress" / "cp"
+    """Where fitted factors are kept: ``cp`` under :func:`mlipress.cache.cache_root`
+    (``$MLIPRESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlipress``, else ``~/.cache/mlipress``)."""
+    return cache_root() / "cp"
 
 
 def _load_or_fit(path: Path, make_tensor, rank: int, seed: int, use_disk: bool) -> tuple[np.ndarray, ...]:
