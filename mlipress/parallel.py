@@ -38,14 +38,16 @@ __all__ = [
     "use",
     "is_root",
     "launched_ranks",
+    "LAUNCHER_SIZE_VARIABLES",
     "from_environment",
     "shard",
     "chunk_sum",
     "chunk_gather",
 ]
 
-# world size as set by the common launchers (MPICH/Hydra, Open MPI, PMIx, Slurm's srun)
-_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
+#: Environment variables in which MPI launchers give the world size (MPICH's and Intel MPI's
+#: Hydra and PMI-based srun, Open MPI, MVAPICH); a batch allocation alone sets none of them.
+LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 
 class Serial:
@@ -112,7 +114,7 @@ def is_root() -> bool:
 def launched_ranks(environ=None) -> int:
     """Number of ranks the MPI launcher started (1 when not started by one)."""
     environ = os.environ if environ is None else environ
-    for name in _SIZE_VARIABLES:
+    for name in LAUNCHER_SIZE_VARIABLES:
         value = environ.get(name, "")
         if value.isdigit() and int(value) > 1:
             return int(value)
