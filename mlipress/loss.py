@@ -248,9 +248,10 @@ def prepare(
     term; non-periodic configurations never carry a virial here (their stress weight is 0).
 
     ``comm`` (default :func:`mlipress.parallel.world`): with more than one rank, the chunks
-    (a multiple of the rank count where the data allow) are shared out by padded size
-    (:func:`mlipress.parallel.shard`) and each rank builds only its own; the padded shape is
-    that of the whole set (neighbour slots agreed over the ranks).
+    of the serial run are shared out by padded size (:func:`mlipress.parallel.shard`) and each
+    rank builds only its own, padded as the whole set (neighbour slots agreed over the ranks);
+    so every reduction is the serial one. Only with fewer chunks than ranks is the set split
+    finer (one chunk per rank at least; sums then differ from serial ones in round-off).
     """
     weights = LossWeights() if weights is None else weights
     configs = list(data.configurations if isinstance(data, Dataset) else data)
@@ -263,16 +264,19 @@ def prepare(
         )
     cutoff = model.cutoff
     comm = parallel.world() if comm is None else comm
-    only = multiple = None
+    only, multiple = None, 1
     if comm.size > 1:
-        multiple = comm.size
-        plan = chunk_plan([c.natoms for c in configs], max_atoms, multiple)
+        # the serial chunking, so that the sums are the serial ones; split finer only if too few
+        plan = chunk_plan([c.natoms for c in configs], max_atoms)
+        if len(plan) < comm.size:
+            multiple = comm.size
+            plan = chunk_plan([c.natoms for c in configs], max_atoms, multiple)
         only = parallel.shard([pad_atoms for _, pad_atoms, _ in plan], comm.size)[comm.rank]
         if pad_neighbors is None:
             mine = [configs[k] for i in only for k in plan[i][0]]
             pad_neighbors = PADDING.neighbors(max(comm.allgather(max_neighbors(mine, cutoff))))
     chunks, groups = [], []
-    for g, batch in chunk_batches(configs, cutoff, max_atoms, pad_neighbors=pad_neighbors, multiple=multiple or 1,
+    for g, batch in chunk_batches(configs, cutoff, max_atoms, pad_neighbors=pad_neighbors, multiple=multiple,
                                   only=only):
         groups.append(g)
         members = [configs[k] for k in g]

@@ -136,6 +136,8 @@ def test_sharded_data_passes_equal_serial_bit_for_bit(problem):
         assert np.array_equal(r["grad"], serial["grad"]) and np.array_equal(r["gn"], serial["gn"])
         assert r["solve"] == serial["solve"] and np.array_equal(r["theta"], serial["theta"])
         assert r["rmse"] == serial["rmse"]
+    # one chunk for two ranks: split into one chunk each
+    assert on_threads(2, lambda c: prepare(ds, mtp, comm=c).ids) == [(0,), (1,)]
     # the Gauss-Newton probes are drawn per configuration: another chunking changes only round-off
     one = Objective(mtp, prepare(ds, mtp, max_atoms=2048))
     np.testing.assert_allclose(gauss_newton_diagonal(one, params, probes=2, projected=True), serial["gn"], rtol=1e-9)
