@@ -189,7 +189,7 @@ def _mpi_missing() -> str:
 def _fit(tmp_path: Path, ranks: int, extra: list[str], name: str) -> tuple[list[dict], bytes]:
     log, out = tmp_path / f"{name}.jsonl", tmp_path / f"{name}.mtp"
     cmd = [sys.executable, "-m", "mlipress", "train", "--level", "4", "--train", str(tmp_path / "train.cfg"),
-           "--species", "Cu,Ag,Au", "--max-iter", "8", "--ftol", "0", "--gtol", "0", "--log-every", "2",
+           "--species", "Cu,Ag,Au", "--max-iter", "8", "--ftol", "0", "--gtol", "0", "--log-every", "2", "--max-atoms", "200",
            "--log", str(log), "-o", str(out), *extra]
     if ranks > 1:
         cmd = [_mpirun(), "-np", str(ranks), *cmd]
@@ -203,8 +203,7 @@ def _fit(tmp_path: Path, ranks: int, extra: list[str], name: str) -> tuple[list[
 
 
 @pytest.mark.skipif(bool(_mpi_missing()), reason=_mpi_missing() or "MPI available")
-@pytest.mark.parametrize("extra", [["--max-atoms", "200"],
-                                   pytest.param(["--radial", "mf:2"], marks=pytest.mark.slow),
+@pytest.mark.parametrize("extra", [[], pytest.param(["--radial", "mf:2"], marks=pytest.mark.slow),
                                    pytest.param(["--radial", "tt:2,2,2"], marks=pytest.mark.slow)],
                          ids=["dense", "mf", "tt"])
 def test_mpirun_two_ranks_equals_serial(tmp_path, extra):
@@ -219,5 +218,7 @@ def test_mpirun_two_ranks_equals_serial(tmp_path, extra):
     assert len(f_serial) == len(f_mpi) >= 5 and [r["event"] for r in serial] == [r["event"] for r in mpi]
     np.testing.assert_allclose(f_mpi, f_serial, rtol=1e-10, atol=0)
     assert serial[-1]["iteration"] == mpi[-1]["iteration"] == 8
-    if "--max-atoms" in extra:  # 2 chunks either way: the same sums in the same order, the same file
-        assert mpi_mtp == serial_mtp
+    # 2 chunks either way (--max-atoms 200): the same sums in the same order, the same files
+    assert f_mpi == f_serial and mpi_mtp == serial_mtp
+    if extra:
+        assert (tmp_path / "mpi.mtp.factors.npz").read_bytes() == (tmp_path / "serial.mtp.factors.npz").read_bytes()
