@@ -113,7 +113,7 @@ def main() -> None:
         f"{result['phases'][1]['configurations']} training configurations, {result['phases'][1]['atoms']} atoms, "
         f"{result['phases'][2]['chunks']} chunks of at most {args.max_atoms} atoms, {result['n_params']} parameters; "
         f"one thread, child process CPU {result['child_cpu_s']:.0f} s, wall {wall:.0f} s "
-        f"(load average {result['machine']['load_average_1min_at_start']} at start).",
+        f"(load average {result['machine']['load_average_1min_at_start']:.1f} at start).",
         "",
         f"**Peak resident set (ru_maxrss): {peak:.2f} GiB** (limit {LIMIT_GIB:.0f} GiB).",
         "",

@@ -59,7 +59,6 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from mlipress import parallel
 from mlipress.data import as_dataset
 from mlipress.models.base import jitted_efs
 from mlipress.loss import LossWeights, Objective, TrainingData, prepare
@@ -309,7 +308,7 @@ def fit(problem: FitProblem, data: TrainingData, settings: "TrainSettings", vali
         history.extend(header["history"])
         elapsed_before, done_reason, resumed = header["elapsed"], header.get("stop_reason", ""), True
         say(f"resumed from {ckpt}: iteration {it}")
-    if s.log_file and parallel.is_root():
+    if s.log_file and data.comm.rank == 0:  # MPI: rank 0 logs
         log_fh = open(s.log_file, "a" if resumed else "w", encoding="utf-8")
 
     def record(kind: str, state, it: int) -> dict:
