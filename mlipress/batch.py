@@ -51,6 +51,8 @@ __all__ = [
     "build_batch",
     "balanced_chunks",
     "chunk_batches",
+    "chunk_plan",
+    "max_neighbors",
     "config_bucket",
     "pad",
     "pairs",
@@ -259,11 +261,12 @@ def build_batch(
     return _pack(configs, lists, max_nbh, A if pad_atoms is None else pad_atoms, K if pad_neighbors is None else pad_neighbors)
 
 
-def balanced_chunks(sizes: Sequence[int], max_atoms: int) -> list[list[int]]:
+def balanced_chunks(sizes: Sequence[int], max_atoms: int, multiple: int = 1) -> list[list[int]]:
     """Split configurations (``sizes`` = atoms of each) into consecutive chunks of at most
     ``max_atoms`` atoms, as few as possible and of nearly equal size (so one padded shape
     fits all of them with little waste). A configuration larger than ``max_atoms`` gets a
-    chunk of its own.
+    chunk of its own. ``multiple``: aim at a multiple of this many chunks (MPI ranks sharing
+    them evenly), as long as there are configurations to fill them.
     """
     sizes = [int(s) for s in sizes]
     if not sizes:
@@ -271,6 +274,7 @@ def balanced_chunks(sizes: Sequence[int], max_atoms: int) -> list[list[int]]:
     cum = np.concatenate([[0], np.cumsum(sizes)])
     total = int(cum[-1])
     n = max(1, -(-total // max_atoms))
+    n = min(-(-n // multiple) * multiple, max(n, len(sizes)))
     while True:
         bounds = [0]
         for j in range(1, n):
@@ -295,12 +299,32 @@ def _empty_configuration() -> Configuration:
     return Configuration(np.zeros((0, 3)), np.zeros(0, np.int64))
 
 
+def max_neighbors(configs: Sequence[Configuration], cutoff: float) -> int:
+    """The largest number of neighbours within ``cutoff`` of any atom of ``configs``."""
+    return max((int(np.bincount(pairs(c, cutoff)[0]).max(initial=0)) for c in configs if c.natoms), default=0)
+
+
+def chunk_plan(sizes: Sequence[int], max_atoms: int, multiple: int = 1) -> list[tuple[list[int], int, int]]:
+    """``[(configuration indices, padded atoms, padded configurations)]`` of each chunk of
+    :func:`chunk_batches` (no neighbour search: atom counts decide). ``multiple``: see
+    :func:`balanced_chunks`."""
+    groups = balanced_chunks(sizes, max_atoms, multiple)
+    totals = [sum(int(sizes[k]) for k in g) for g in groups]
+    regular = [s for s, g in zip(totals, groups) if s <= max_atoms or len(g) > 1]
+    A_common = -(-(max(regular, default=0) + 1) // 16) * 16
+    C_common = config_bucket(max((len(g) for g in groups), default=1))
+    return [(g, A_common if size + 1 <= A_common else -(-(size + 1) // 16) * 16,
+             C_common if len(g) <= C_common else config_bucket(len(g))) for g, size in zip(groups, totals)]
+
+
 def chunk_batches(
     configs: Sequence[Configuration],
     cutoff: float,
     max_atoms: int,
     pad_neighbors: int | None = None,
     padding: Padding = PADDING,
+    multiple: int = 1,
+    only: Sequence[int] | None = None,
 ) -> list[tuple[list[int], NeighborBatch]]:
     """A dataset as padded batches of one shape: ``[(indices of the configurations, batch)]``.
 
@@ -309,21 +333,16 @@ def chunk_batches(
     (the extra ones empty), atoms to a multiple of 16 above the largest chunk, neighbour slots
     by ``padding`` from the largest neighbour count (or ``pad_neighbors``). A configuration
     larger than ``max_atoms`` gets a chunk and a shape of its own. So a dataset compiles once.
+    ``only``: build just these chunks (indices into the plan, :func:`chunk_plan`), padded as in
+    the whole dataset (an MPI rank's share); ``multiple``: see :func:`balanced_chunks`.
     """
     configs = list(configs)
-    groups = balanced_chunks([c.natoms for c in configs], max_atoms)
+    plan = chunk_plan([c.natoms for c in configs], max_atoms, multiple)
     if pad_neighbors is None:
-        pad_neighbors = padding.neighbors(
-            max((int(np.bincount(pairs(c, cutoff)[0]).max(initial=0)) for c in configs if c.natoms), default=0))
-    sizes = [sum(configs[k].natoms for k in g) for g in groups]
-    regular = [s for s, g in zip(sizes, groups) if s <= max_atoms or len(g) > 1]
-    A_common = -(-(max(regular, default=0) + 1) // 16) * 16
-    C_common = config_bucket(max((len(g) for g in groups), default=1))
+        pad_neighbors = padding.neighbors(max_neighbors(configs, cutoff))
     empty = Configuration(np.zeros((0, 3)), np.zeros(0, np.int64))
     out = []
-    for g, size in zip(groups, sizes):
-        n_pad = C_common if len(g) <= C_common else config_bucket(len(g))
-        pad_atoms = A_common if size + 1 <= A_common else -(-(size + 1) // 16) * 16
+    for g, pad_atoms, n_pad in (plan if only is None else [plan[i] for i in only]):
         members = [configs[k] for k in g] + [empty] * (n_pad - len(g))
         out.append((g, build_batch(members, cutoff, pad_atoms=pad_atoms, pad_neighbors=pad_neighbors)))
     return out

@@ -53,8 +53,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlipress import parallel
 from mlipress.data import Configuration, Dataset
-from mlipress.batch import NeighborBatch, chunk_batches
+from mlipress.batch import PADDING, NeighborBatch, chunk_batches, chunk_plan, max_neighbors
 from mlipress.models.base import Model, StructureKey
 
 __all__ = [
@@ -169,6 +170,11 @@ class TrainingData:
     configurations) of the real configurations of chunk c, in order; ``n_configs`` = K, the
     number of configurations the loss is averaged over; ``n_atoms``: real atoms in total;
     ``weights``: the :class:`LossWeights` the effective weights were computed with.
+
+    Sharded over MPI ranks (:mod:`mlipress.parallel`), ``chunks`` and ``members`` are this
+    rank's share, ``chunk_ids`` their indices among all chunks, ``comm`` the communicator;
+    ``n_configs`` and ``n_atoms`` stay those of the whole set. Every pass over the chunks
+    combines its per-chunk results with :meth:`sum` or :meth:`gather`, which see all ranks.
     """
 
     chunks: tuple[TrainingChunk, ...]
@@ -177,6 +183,22 @@ class TrainingData:
     n_atoms: int
     weights: LossWeights
     cutoff: float = field(default=0.0)
+    chunk_ids: tuple[int, ...] | None = None
+    comm: object = parallel.SERIAL
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        """Global indices of this rank's chunks (all of them in a serial run)."""
+        return tuple(range(len(self.chunks))) if self.chunk_ids is None else self.chunk_ids
+
+    def sum(self, values):
+        """Sum of per-chunk pytrees (one per chunk of ``chunks``) over every rank's chunks, in
+        global order (:func:`mlipress.parallel.chunk_sum`)."""
+        return parallel.chunk_sum(self.comm, self.ids, values)
+
+    def gather(self, values) -> list:
+        """Per-chunk values of every rank, in global chunk order (:func:`~mlipress.parallel.chunk_gather`)."""
+        return parallel.chunk_gather(self.comm, self.ids, values)
 
     @property
     def shapes(self) -> set[tuple[int, int, int]]:
@@ -234,6 +256,7 @@ def prepare(
     weights: LossWeights | None = None,
     max_atoms: int = 2048,
     pad_neighbors: int | None = None,
+    comm=None,
 ) -> TrainingData:
     """Build padded training chunks once on the host (NumPy; REFERENCE.md section 3).
 
@@ -246,6 +269,12 @@ def prepare(
 
     A configuration without ``energy``, ``forces`` or ``virial`` gets zero weight for that
     term; non-periodic configurations never carry a virial here (their stress weight is 0).
+
+    ``comm`` (default :func:`mlipress.parallel.world`): with more than one rank, the chunks
+    of the serial run are shared out by padded size (:func:`mlipress.parallel.shard`) and each
+    rank builds only its own, padded as the whole set (neighbour slots agreed over the ranks);
+    so every reduction is the serial one. Only with fewer chunks than ranks is the set split
+    finer (one chunk per rank at least; sums then differ from serial ones in round-off).
     """
     weights = LossWeights() if weights is None else weights
     configs = list(data.configurations if isinstance(data, Dataset) else data)
@@ -257,8 +286,21 @@ def prepare(
             f"training data uses type index {max_type} but the potential has {model.n_species} species"
         )
     cutoff = model.cutoff
+    comm = parallel.world() if comm is None else comm
+    only, multiple = None, 1
+    if comm.size > 1:
+        # the serial chunking, so that the sums are the serial ones; split finer only if too few
+        plan = chunk_plan([c.natoms for c in configs], max_atoms)
+        if len(plan) < comm.size:
+            multiple = comm.size
+            plan = chunk_plan([c.natoms for c in configs], max_atoms, multiple)
+        only = parallel.shard([pad_atoms for _, pad_atoms, _ in plan], comm.size)[comm.rank]
+        if pad_neighbors is None:
+            mine = [configs[k] for i in only for k in plan[i][0]]
+            pad_neighbors = PADDING.neighbors(max(comm.allgather(max_neighbors(mine, cutoff))))
     chunks, groups = [], []
-    for g, batch in chunk_batches(configs, cutoff, max_atoms, pad_neighbors=pad_neighbors):
+    for g, batch in chunk_batches(configs, cutoff, max_atoms, pad_neighbors=pad_neighbors, multiple=multiple,
+                                  only=only):
         groups.append(g)
         members = [configs[k] for k in g]
         n_pad = batch.n_configs
@@ -309,6 +351,8 @@ def prepare(
         n_atoms=sum(c.natoms for c in configs),
         weights=weights,
         cutoff=cutoff,
+        chunk_ids=None if only is None else tuple(only),
+        comm=comm,
     )
 
 
@@ -467,19 +511,12 @@ class Objective:
 
     def value(self, params) -> float:
         """``f(params)`` (float)."""
-        total = sum(self._loss(params, chunk) for chunk in self.data.chunks)
+        total = self.data.sum([self._loss(params, chunk) for chunk in self.data.chunks])
         return float(total * self._inv_k + self._penalty_value(self._coef, params))
 
     def value_and_grad(self, params):
         """``(f, df/dparams)``; the gradient is a pytree like ``params`` (JAX arrays)."""
-        total, grad = None, None
-        for chunk in self.data.chunks:
-            v, g = self._loss_grad(params, chunk)
-            if total is None:
-                total, grad = v, g
-            else:
-                total = total + v
-                grad = jax.tree_util.tree_map(jnp.add, grad, g)
+        total, grad = self.data.sum([self._loss_grad(params, chunk) for chunk in self.data.chunks])
         pv, pg = self._penalty_grad(params)
         inv_k = self._inv_k
         grad = jax.tree_util.tree_map(lambda a, b: a * inv_k + b, grad, pg)
@@ -490,8 +527,8 @@ class Objective:
     def terms(self, params) -> dict:
         """Mean weighted energy / force / stress parts, penalty term and their sum ``f``."""
         acc = np.zeros(4)
-        for chunk in self.data.chunks:
-            acc += np.asarray([float(x) for x in self._terms(params, chunk)])
+        for part in self.data.gather([jax.device_get(self._terms(params, chunk)) for chunk in self.data.chunks]):
+            acc += np.asarray([float(x) for x in part])
         acc *= self._inv_k
         pen = self.penalty(params)
         return {"energy": acc[0], "force": acc[1], "stress": acc[2], "magnetic_force": acc[3], "penalty": pen,

@@ -14,6 +14,7 @@ library imports it. :func:`main` turns the library's ``ValueError`` / ``FileForm
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from mlipress.cli import compress, demo, errors, evaluate, grade, init, learn, md, relax, sweep, train
@@ -34,12 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from mlipress import parallel
     from mlipress.io.errors import FileFormatError
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    comm = parallel.from_environment()  # started by mpirun: data-parallel fit, rank 0 prints and writes
+    if comm.rank:
+        sys.stdout = open(os.devnull, "w")
     try:
         return args.func(args)
     except (FileFormatError, FileNotFoundError, ValueError) as exc:
         print(f"mlipress {args.command}: error: {exc}", file=sys.stderr)
+        if comm.size > 1:
+            comm.abort(2)
         return 2

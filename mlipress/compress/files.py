@@ -42,6 +42,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from mlipress import parallel
 from mlipress.io.atomic import atomic_write
 from mlipress.io import read_potential
 from mlipress.models.layers import RadialSpec, kind_of
@@ -96,6 +97,8 @@ def write_compressed(path, mtp, params, spec: str | None = None) -> tuple[Path, 
     path = Path(path)
     radial = params.radial
     kind = _layer_kind(mtp, radial)
+    if not parallel.is_root():  # MPI: rank 0 writes (and reads back the text it hashes)
+        return path, sidecar_path(path)
     mtp.with_params(params).write(path)
     text = path.read_text(encoding="utf-8")
     rank = radial.rank

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from mlipress.io.atomic import atomic_open
+
 __all__ = ["plot_sweep"]
 
 
@@ -69,6 +71,7 @@ def plot_sweep(agg: Sequence[dict], path, base: dict | None = None, chosen: dict
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_open(path, "wb") as handle:  # atomic, and written by MPI rank 0 only
+        fig.savefig(handle, format=path.suffix.lstrip(".").lower() or "png")
     plt.close(fig)
     return path

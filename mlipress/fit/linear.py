@@ -10,9 +10,11 @@ fixed, the weighted E/F/S residuals of the training loss
 
 are a linear least-squares problem in theta = params.linear (P unknowns).
 
-Solve: rows are weighted by sqrt(w) and reduced chunk by chunk with a streaming QR of the
-augmented matrix [X | y] (TSQR), so memory is O(P^2) however large the data set, and the
-normal equations (which square the condition number) are never formed. The triangular
+Solve: rows are weighted by sqrt(w); each chunk's rows of the augmented matrix [X | y] are
+reduced to their triangular QR factor and the factors merged in chunk order by QR of stacked
+pairs (TSQR), so memory is O(P^2) however large the data set, the normal equations (which
+square the condition number) are never formed, and the chunks of MPI ranks reduce in
+parallel to the factors of a serial run (:meth:`~mlipress.loss.TrainingData.gather`). The triangular
 factor is column-equilibrated and solved by SVD with a tiny ridge,
 ``s_i / (s_i^2 + (ridge s_max)^2)``, ``ridge = 1e-10`` by default: rank-deficient directions
 (e.g. a species absent from the data, or basis functions identically zero on it) get zero
@@ -61,6 +63,13 @@ def _weighted_rows(chunk: TrainingChunk, features, labelled=()) -> np.ndarray:
     return rows[np.any(rows != 0, axis=1)]
 
 
+def _triangular(rows: np.ndarray, n: int) -> np.ndarray:
+    """The (n, n) triangular factor of the QR of ``rows`` (n columns), zero rows appended
+    when there are fewer than n rows."""
+    R = np.linalg.qr(rows, mode="r")[:n]
+    return R if R.shape[0] == n else np.vstack([R, np.zeros((n - R.shape[0], n))])
+
+
 def linear_solve(model, params, data: TrainingData, ridge: float = 1e-10):
     """``(params with exact linear coefficients, loss of E/F/S residuals at the solution)``.
 
@@ -79,16 +88,16 @@ def linear_solves(model, params, data: TrainingData, relabelled=(), ridge: float
     """:func:`linear_solve` for ``data`` and for every data set of ``relabelled`` (the same
     configurations and weights, other labels: the Gauss-Newton probes of
     :mod:`mlipress.fit.precondition`) at the cost of one design matrix: the labels are extra
-    right-hand sides of the same streaming QR. Returns ``[(params, loss), ...]``, ``data``'s first."""
+    right-hand sides of the same QR. Returns ``[(params, loss), ...]``, ``data``'s first."""
     features = _compiled_features(StructureKey(model))
     P = int(params.linear.shape[0])
     m = P + 1 + len(relabelled)
-    R = np.zeros((0, m))
-    for k, chunk in enumerate(data.chunks):
-        rows = _weighted_rows(chunk, features(params, chunk.batch), [d.chunks[k] for d in relabelled])
-        R = np.linalg.qr(np.vstack([R, rows]), mode="r")[:m]
-    if R.shape[0] < m:
-        R = np.vstack([R, np.zeros((m - R.shape[0], m))])
+    factors = data.gather([
+        _triangular(_weighted_rows(chunk, features(params, chunk.batch), [d.chunks[k] for d in relabelled]), m)
+        for k, chunk in enumerate(data.chunks)])
+    R = factors[0]
+    for Rc in factors[1:]:
+        R = _triangular(np.vstack([R, Rc]), m)
     Rx = R[:P, :P]
     scale = np.linalg.norm(Rx, axis=0)
     scale = np.where(scale > 0, scale, 1.0)

@@ -35,19 +35,33 @@ from mlipress.loss import Objective
 from mlipress.fit.linear import linear_solves
 
 
-def _perturbed_chunk(chunk, rng: np.random.Generator, eps: float = 1.0):
-    def shift(labels, weights, valid):
-        v = eps * rng.choice([-1.0, 1.0], size=labels.shape)
+def _probe_signs(chunk, members, seed: int, probe: int):
+    """Rademacher signs of one probe for a chunk's energy (C,), forces (A, 3) and virial
+    (C, 3, 3) labels, drawn per configuration from ``(seed, probe, configuration index)``:
+    the same probes however the data are chunked or shared out over MPI ranks."""
+    e, f, v = np.zeros(chunk.energy.shape), np.zeros(chunk.forces.shape), np.zeros(chunk.virial.shape)
+    offset = 0
+    for slot, (k, n) in enumerate(zip(members, np.asarray(chunk.natoms, dtype=np.int64))):
+        signs = np.random.default_rng([seed, probe, k]).choice([-1.0, 1.0], size=10 + 3 * n)
+        e[slot], v[slot] = signs[0], signs[1:10].reshape(3, 3)
+        f[offset : offset + n] = signs[10:].reshape(n, 3)
+        offset += n
+    return e, f, v
+
+
+def _perturbed_chunk(chunk, signs, eps: float = 1.0):
+    def shift(labels, v, weights, valid):
         w = np.asarray(weights, dtype=np.float64).reshape(weights.shape + (1,) * (labels.ndim - weights.ndim))
         scale = np.where(np.asarray(valid).reshape(w.shape) & (w > 0), 1.0 / np.sqrt(np.where(w > 0, w, 1.0)), 0.0)
-        return jnp.asarray(np.asarray(labels) + v * scale)
+        return jnp.asarray(np.asarray(labels) + eps * v * scale)
 
     atom_valid = np.asarray(chunk.w_force) > 0
+    e, f, v = signs
     return dataclasses.replace(
         chunk,
-        energy=shift(chunk.energy, chunk.w_energy, chunk.has_energy),
-        forces=shift(chunk.forces, chunk.w_force, atom_valid),
-        virial=shift(chunk.virial, chunk.w_stress, chunk.has_virial),
+        energy=shift(chunk.energy, e, chunk.w_energy, chunk.has_energy),
+        forces=shift(chunk.forces, f, chunk.w_force, atom_valid),
+        virial=shift(chunk.virial, v, chunk.w_stress, chunk.has_virial),
     )
 
 
@@ -62,9 +76,9 @@ def gauss_newton_diagonal(objective: Objective, params, probes: int = 4, seed: i
     # projected: the gradient is no longer linear in the labels (theta moves with them), so small
     # probes keep the quadratic terms out of the estimate
     eps = 1e-3 if projected else 1.0
-    rng = np.random.default_rng(seed)
-    shifted = [dataclasses.replace(objective.data, chunks=tuple(_perturbed_chunk(c, rng, eps) for c in objective.data.chunks))
-               for _ in range(probes)]
+    shifted = [dataclasses.replace(objective.data, chunks=tuple(
+        _perturbed_chunk(c, _probe_signs(c, m, seed, probe), eps) for c, m in zip(objective.data.chunks, objective.data.members)))
+        for probe in range(probes)]
     points = [params] * (probes + 1)
     if projected:
         points = [p for p, _ in linear_solves(objective.model, params, objective.data, shifted)]

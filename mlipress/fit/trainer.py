@@ -185,15 +185,15 @@ def rmse(model, params, data: TrainingData) -> dict:
     Cartesian component (eV/A, MLIP-2 convention), virial RMSE over the 6 independent
     components (eV)."""
     efs = jitted_efs(model)
-    de, df, dv = [], [], []
+    parts = []
     for ch in data.chunks:
         out = jax.device_get(efs(params, ch.batch))
         n = np.asarray(ch.natoms)
         he, hv = np.asarray(ch.has_energy), np.asarray(ch.has_virial)
-        de.append(((out["energy"] - np.asarray(ch.energy)) / np.where(n > 0, n, 1.0))[he])
         hf = np.concatenate([np.asarray(ch.has_forces), [False]])[np.asarray(ch.batch.config_index)]
-        df.append((out["forces"] - np.asarray(ch.forces))[hf])
-        dv.append((out["virial"] - np.asarray(ch.virial))[hv])
+        parts.append((((out["energy"] - np.asarray(ch.energy)) / np.where(n > 0, n, 1.0))[he],
+                      (out["forces"] - np.asarray(ch.forces))[hf], (out["virial"] - np.asarray(ch.virial))[hv]))
+    de, df, dv = zip(*data.gather(parts))
     rep = error_statistics(np.concatenate(de), np.concatenate(df), np.concatenate(dv))
     r = lambda x: x["rmse"] if x["rmse"] is not None else float("nan")  # noqa: E731
     return {"energy_rmse": r(rep["energy_per_atom_eV"]), "force_rmse": r(rep["forces_eV_per_A"]),
@@ -285,8 +285,8 @@ def fit(problem: FitProblem, data: TrainingData, settings: "TrainSettings", vali
     log_fh = None
     rules = StopRules(s.max_iter, s.gtol, s.ftol, s.ftol_window, s.max_time)
 
-    def elapsed() -> float:
-        return elapsed_before + time.perf_counter() - t_start
+    def elapsed() -> float:  # rank 0's clock on every MPI rank: time limits stop all ranks together
+        return data.comm.bcast(elapsed_before + time.perf_counter() - t_start)
 
     def say(msg: str) -> None:
         if s.log_every:
@@ -308,7 +308,7 @@ def fit(problem: FitProblem, data: TrainingData, settings: "TrainSettings", vali
         history.extend(header["history"])
         elapsed_before, done_reason, resumed = header["elapsed"], header.get("stop_reason", ""), True
         say(f"resumed from {ckpt}: iteration {it}")
-    if s.log_file:
+    if s.log_file and data.comm.rank == 0:  # MPI: rank 0 logs
         log_fh = open(s.log_file, "a" if resumed else "w", encoding="utf-8")
 
     def record(kind: str, state, it: int) -> dict:

@@ -9,9 +9,12 @@ previous file untouched and never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import uuid
 from pathlib import Path
+
+from mlipress import parallel
 
 __all__ = ["atomic_open", "atomic_write"]
 
@@ -25,9 +28,15 @@ def atomic_open(path, mode: str = "w", encoding: str = "utf-8"):
     ``mode`` is ``"w"``/``"wt"`` (text, ``encoding``, ``\\n`` line endings) or ``"wb"``.
     If the ``with`` block raises, the temporary file is removed and ``path`` keeps its
     old contents (or stays absent). An existing file's permission bits are preserved.
+    In an MPI run (:mod:`mlipress.parallel`) only rank 0 writes; the other ranks write into
+    a buffer that is dropped.
     """
     if mode not in _MODES:
         raise ValueError(f"atomic_open supports modes 'w', 'wt' and 'wb', not {mode!r}")
+    if not parallel.is_root():
+        with io.BytesIO() if _MODES[mode] == "wb" else io.StringIO() as sink:
+            yield sink
+        return
     target = Path(path)
     directory = target.parent
     tmp = directory / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
