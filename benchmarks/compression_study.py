@@ -195,8 +195,12 @@ def _fmt(ms, scale=1.0, digits=3):
     return f"{ms['mean'] * scale:.{digits}g} ± {ms['std'] * scale:.2g}"
 
 
-def _verdict(diff: float, tol: float) -> str:
-    """Mean difference (model - base) against the combined 1-sigma ``tol``."""
+def _verdict(diff: float, tol: float, n_model: int = 2, n_base: int = 2) -> str:
+    """Mean difference (model - base) against the combined 1-sigma ``tol``.
+
+    With a single seed on either side there is no spread to compare against, so no verdict."""
+    if min(n_model, n_base) < 2:
+        return f"no verdict yet: single seed (value {'lower' if diff < 0 else 'higher'})"
     if diff < -tol:
         return "better than base (beyond 1σ)"
     if diff > tol:
@@ -335,7 +339,7 @@ def report(doc: dict, args) -> None:
                         continue
                     diff = v["mean"] - b["mean"]
                     tol = (v["std"] ** 2 + b["std"] ** 2) ** 0.5
-                    verdicts.append((level, name, e["radial_params"], metric, diff / b["mean"], _verdict(diff, tol),
+                    verdicts.append((level, name, e["radial_params"], metric, diff / b["mean"], _verdict(diff, tol, v["n"], b["n"]),
                                      v["n"], b["n"]))
     for level in sorted({r["level"] for r in rows}):
         lines += robust_tables([r for r in rows if r["level"] == level and r["role"] != "sweep"], level)
