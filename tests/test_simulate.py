@@ -10,7 +10,9 @@ bounded Verlet fluctuation (peak-to-peak 1.7e-5 eV/atom). The test asserts < 1e-
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from ase.build import bulk
+from ase.calculators.calculator import Calculator, all_changes
 
 from mlipress.calculator import MTPCalculator
 from mlipress.simulate import MDSettings, SkinMTPCalculator, block_average, relax, run_md
@@ -137,3 +139,53 @@ def test_cli_md_and_relax(cu_level10_potential, tmp_path, capsys):
     assert len(read(traj, index=":")) == 5
     assert main(["md", str(structure), str(cu_level10_potential), "--ensemble", "npt", "--temperature", "300",
                  "--steps", "8", "--interval", "4", "--quiet"]) == 0
+
+
+class _Collapsing(Calculator):
+    """A pair potential E = -k sum_ij exp(-r_ij) with a huge k: the cell collapses under NPT
+    and the atoms accelerate without bound, like a potential extrapolating into a hole."""
+
+    implemented_properties = ["energy", "forces", "stress"]
+
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        from ase.neighborlist import neighbor_list
+
+        i, j, d, D = neighbor_list("ijdD", self.atoms, 4.0)
+        e = -self.k * np.exp(-d)
+        f = (self.k * np.exp(-d) / d)[:, None] * D  # dE/dr_j, D = r_j - r_i: the pull of j on i
+        forces = np.zeros((len(self.atoms), 3))
+        np.add.at(forces, i, f)  # every ordered pair once: each atom gets each neighbour's pull
+        virial = 0.5 * np.einsum("pa,pb->ab", D, -f)
+        stress = -virial / self.atoms.get_volume()
+        self.results = {"energy": 0.5 * e.sum(), "forces": forces,
+                        "stress": stress.ravel()[[0, 4, 8, 5, 2, 1]]}
+
+
+def test_md_guard_stops_a_blow_up_with_a_clear_error(tmp_path):
+    """A potential with no repulsion: NPT MD must stop with MDUnstable naming the step and the
+    cause (before ASE fails with an unrelated numerical error), and keep the log written so far;
+    a well-behaved run (EMT) passes the guard untouched."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from mlipress.simulate import MDSettings, MDUnstable, run_md
+
+    settings = MDSettings(ensemble="npt", temperature=300, steps=400, timestep_fs=2.0, interval=5, pdamp_fs=200.0)
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    log = tmp_path / "md.csv"
+    with pytest.raises(MDUnstable, match=r"MD unstable at step \d+: .*(volume|temperature|not finite)") as err:
+        run_md(atoms, _Collapsing(50.0), settings=settings, log_csv=log, progress=False)
+    step = int(err.value.args[0].split("step ")[1].split(":")[0])
+    assert 0 < step < settings.steps
+    rows = log.read_text().splitlines()
+    assert rows[0].startswith("step,") and len(rows) >= 2
+    assert int(rows[-1].split(",")[0]) <= step
+
+    ok = run_md(bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2), EMT(), settings=MDSettings(
+        ensemble="npt", temperature=300, steps=50, timestep_fs=2.0, interval=10), progress=False)
+    assert ok.steps == 50 and not ok.stopped

@@ -7,6 +7,8 @@ trajectory); the potential is an ``.mtp`` file and ``--species`` maps its types 
 
 from __future__ import annotations
 
+import sys
+
 from mlipress.cli.common import load_structure, structure_options
 
 
@@ -38,7 +40,7 @@ def run(args) -> int:
     """Run MD and print a summary (mean T, P, density over the second half)."""
     import numpy as np
 
-    from mlipress.simulate.md import MDSettings, run_md
+    from mlipress.simulate.md import MDSettings, MDUnstable, run_md
     from mlipress.simulate.stats import block_average
 
     settings = MDSettings(
@@ -50,8 +52,14 @@ def run(args) -> int:
     monitor = None
     if args.train or args.save_extrapolative:
         monitor = _monitor(args, calc)
-    result = run_md(atoms, calc, trajectory=args.trajectory, log_csv=args.log, progress=not args.quiet, settings=settings,
-                    observers=(monitor,) if monitor else ())
+    try:
+        result = run_md(atoms, calc, trajectory=args.trajectory, log_csv=args.log, progress=not args.quiet,
+                        settings=settings, observers=(monitor,) if monitor else ())
+    except MDUnstable as exc:
+        n = monitor.write() if monitor else 0
+        kept = [p for p in (args.trajectory, args.log) if p] + ([args.save_extrapolative] if n else [])
+        print(f"mlipress md: error: {exc}" + (f"; kept {', '.join(map(str, kept))}" if kept else ""), file=sys.stderr)
+        return 2
     log = result.log
     half = slice(len(log["step"]) // 2, None)
     if monitor:

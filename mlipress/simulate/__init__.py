@@ -12,7 +12,7 @@ results; they read no command lines (the ``md`` and ``relax`` commands are in
 - :func:`block_average`: mean and standard error of a correlated time series.
 """
 
-from mlipress.simulate.md import MDResult, MDSettings, SkinMTPCalculator, run_md
+from mlipress.simulate.md import MDResult, MDSettings, MDUnstable, SkinMTPCalculator, run_md, stability_guard
 from mlipress.simulate.relax import RelaxResult, RelaxSettings, relax
 from mlipress.simulate.stats import BlockAverage, block_average
 
@@ -20,10 +20,12 @@ __all__ = [
     "BlockAverage",
     "MDResult",
     "MDSettings",
+    "MDUnstable",
     "RelaxResult",
     "RelaxSettings",
     "SkinMTPCalculator",
     "block_average",
     "relax",
     "run_md",
+    "stability_guard",
 ]

@@ -38,6 +38,41 @@ class StopMD(Exception):
     grade above the break threshold); the run returns normally with ``stopped`` set."""
 
 
+class MDUnstable(RuntimeError):
+    """The run left the physical range (see :func:`stability_guard`): the potential is
+    extrapolating far outside its training data, and the integrator would next fail with an
+    unrelated numerical error. The trajectory and log written so far are kept."""
+
+
+def stability_guard(atoms, temperature: float | None = None, max_volume_ratio: float = 4.0):
+    """An observer ``f(atoms, step)`` for :func:`run_md` that raises :class:`MDUnstable` when
+    the energy, forces, positions or cell stop being finite, when the volume of a periodic cell
+    leaves ``[V0 / max_volume_ratio, V0 * max_volume_ratio]`` (V0: the volume at the start), or
+    when the kinetic temperature exceeds ``max(10 T, 10000 K)``. Each check reads values the step
+    has already computed, so it costs nothing next to an evaluation."""
+    periodic = bool(atoms.pbc.all())
+    v0 = atoms.get_volume() if periodic else None
+    t_max = max(10.0 * (temperature or 0.0), 1e4)
+
+    def check(atoms, step):
+        what = None
+        energy = atoms.get_potential_energy()
+        if not (np.isfinite(energy) and np.isfinite(atoms.get_forces()).all()):
+            what = "the potential energy or the forces are not finite"
+        elif not (np.isfinite(atoms.positions).all() and np.isfinite(atoms.cell.array).all()):
+            what = "the positions or the cell are not finite"
+        elif periodic and not (v0 / max_volume_ratio <= abs(atoms.get_volume()) <= v0 * max_volume_ratio):
+            what = (f"the cell volume is {abs(atoms.get_volume()) / v0:.3g} x the starting volume "
+                    f"(allowed {1 / max_volume_ratio:g}-{max_volume_ratio:g} x)")
+        elif atoms.get_temperature() > t_max:
+            what = f"the kinetic temperature is {atoms.get_temperature():.4g} K (allowed up to {t_max:g} K)"
+        if what:
+            raise MDUnstable(f"MD unstable at step {step}: {what} (E_pot {energy:.6g} eV); the potential is "
+                             f"extrapolating outside its training data")
+
+    return check
+
+
 class SkinMTPCalculator(MTPCalculator):
     """:class:`MTPCalculator` with a Verlet skin of ``skin`` A (0.5 by default; 0 searches
     every call): the same calculator, only the default of ``skin`` differs (see
@@ -56,7 +91,8 @@ class MDSettings:
     ``npt_method``: ``"mtk"`` (IsotropicMTKNPT, Nose-Hoover chains, deterministic) or
     ``"langevin"`` (LangevinBAOAB with a hydrostatic Langevin barostat). ``nvt_method``:
     ``"baoab"`` (LangevinBAOAB) or ``"langevin"`` (ase.md.Langevin). ``tdamp_fs`` and
-    ``pdamp_fs`` are the thermostat and barostat time constants.
+    ``pdamp_fs`` are the thermostat and barostat time constants. ``guard``: stop with
+    :class:`MDUnstable` when the run leaves the physical range (:func:`stability_guard`).
     """
 
     ensemble: str = "nve"
@@ -70,6 +106,7 @@ class MDSettings:
     pdamp_fs: float = 1000.0
     nvt_method: str = "baoab"
     npt_method: str = "langevin"
+    guard: bool = True
 
     def __post_init__(self):
         if self.ensemble not in ("nve", "nvt", "npt"):
@@ -184,7 +221,9 @@ def run_md(
     the extxyz ``trajectory`` and a row to the CSV ``log_csv`` (columns :data:`LOG_COLUMNS`);
     ``progress`` prints steps/s and the ETA to stderr. ``observers``: callables
     ``f(atoms, step)`` run after every step (and at step 0); one raising :class:`StopMD` ends
-    the run there (``MDResult.stopped`` holds its message, ``steps`` the steps done).
+    the run there (``MDResult.stopped`` holds its message, ``steps`` the steps done). With
+    ``settings.guard`` (default) a run that blows up raises :class:`MDUnstable` naming the step
+    and what left the physical range, after the files written so far are closed.
     """
     if settings is None:
         settings = MDSettings(
@@ -202,6 +241,8 @@ def run_md(
         MaxwellBoltzmannDistribution(atoms, temperature_K=s.temperature, rng=np.random.default_rng(s.seed))
         Stationary(atoms)
     dyn = _integrator(atoms, s)
+    if s.guard:
+        observers = (stability_guard(atoms, s.temperature), *observers)
 
     rows: list[dict] = []
     traj_file = open(trajectory, "w") if trajectory is not None else None
