@@ -235,12 +235,12 @@ def _reference_site_energies(ace: ACE, config: Configuration) -> np.ndarray:
             gr = g(r)
             C = ace.radial_coeffs[pairs[zi, zj]].reshape(nk, nrad, L + 1)
             polar, azimuth = math.acos(d[2] / r), math.atan2(d[1], d[0])
-            A1[zj] += gr / math.sqrt(4 * math.pi)
+            A1[zj] += gr  # pacemaker's harmonics: 4 pi-normalised, Y_00 = 1
             for n in range(nrad):
                 for l in range(L + 1):
                     R = float(gr @ C[:, n, l])
                     for m in range(-l, l + 1):
-                        A[zj, n, l, m + L] += R * sph_harm_y(l, m, polar, azimuth)
+                        A[zj, n, l, m + L] += R * math.sqrt(4 * math.pi) * sph_harm_y(l, m, polar, azimuth)
         e = ace.species_coeffs[zi]
         for f, fn in enumerate(ace.functions):
             if fn.rank == 1:

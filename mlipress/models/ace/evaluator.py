@@ -4,7 +4,12 @@ For a padded :class:`~mlipress.batch.NeighborBatch` (A atoms, K neighbour slots)
 one vector ``a`` of its atomic base (eq. (14) of the paper), laid out as
 
 - ``N_T N_k`` rank-1 entries ``A1[mu, k] = sum_j [z_j = mu] g_k(r_ij) Y_00``;
-- ``N_T N_rad (L+1)^2`` entries ``A[mu, n, lm] = sum_j [z_j = mu] R_nl^{z_i z_j}(r_ij) Y_lm(r_ij)``.
+- ``N_T N_rad (L+1)^2`` entries ``A[mu, n, lm] = sum_j [z_j = mu] R_nl^{z_i z_j}(r_ij) Y_lm(r_ij)``,
+
+with pacemaker's harmonics, normalised to 4 pi on the sphere (``Y_00 = 1``: the orthonormal
+ones times sqrt(4 pi)), so that the coefficients of a pacemaker ``.yaml`` mean the same here and
+in python-ace (a rank-v B-function is (4 pi)^(v/2) times its orthonormal-harmonics form;
+checked against python-ace in ``tests/test_ace_pyace.py``).
 
 The B-functions are a fixed table of terms ``(f, coef, idx_1..idx_v)`` over the expanded base
 ``x = [a, 1, q(a)]`` of the model's coupling (:mod:`.coupling`; the constant 1 pads every
@@ -33,7 +38,8 @@ from mlipress.models.base import efs_from_site_energies
 
 __all__ = ["make_efs_fn", "make_features_fn", "make_site_basis_fn"]
 
-_Y00 = 1.0 / math.sqrt(4.0 * math.pi)
+#: pacemaker's harmonics are the orthonormal ones times this (``Y_00 = 1``)
+SQRT_4PI = math.sqrt(4.0 * math.pi)
 
 
 def _pair_phi_fn(ace):
@@ -48,13 +54,13 @@ def _pair_phi_fn(ace):
         safe = jnp.where(mask[..., None], vectors, jnp.array([1.0, 0.0, 0.0]))
         r = jnp.sqrt(jnp.sum(safe * safe, axis=-1))
         g = cheb_exp_cos(r, ace.radial_basis) * mask[..., None]
-        Y = spherical_harmonics(L, safe)
+        Y = SQRT_4PI * spherical_harmonics(L, safe)
         zi = jnp.broadcast_to(types_i, types_j.shape)
         C = params.radial.dense()  # (P, N_k, N_rad (L+1))
         one_pair = jax.nn.one_hot(pairs[zi, types_j], n_pairs, dtype=g.dtype)
         R = params.scaling * jnp.einsum("...p,...k,pkm->...m", one_pair, g, C).reshape(g.shape[:-1] + (nrad, L + 1))
         nb = jax.nn.one_hot(types_j, nt, dtype=g.dtype)
-        A1 = (nb[..., :, None] * g[..., None, :] * _Y00).reshape(g.shape[:-1] + (-1,))
+        A1 = (nb[..., :, None] * g[..., None, :]).reshape(g.shape[:-1] + (-1,))
         A = (nb[..., :, None, None] * (R[..., l_of_lm] * Y[..., None, :])[..., None, :, :]).reshape(g.shape[:-1] + (-1,))
         return jnp.concatenate([A1, A], -1)
 
