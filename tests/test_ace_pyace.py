@@ -4,14 +4,19 @@ python-ace is a peer, never a dependency (academic licence): these tests run whe
 installed (``pip install python-ace``; on Python 3.11 its manylinux wheel installs from PyPI)
 and skip otherwise, as in CI. Both directions: a random mlipress ACE written as a pacemaker
 B-basis ``.yaml`` and evaluated by python-ace, and a basis generated and written by python-ace
-(random coefficients) read by mlipress. Energies, per-atom energies, forces and stresses agree
+(random coefficients) read by mlipress; and the ``.yace`` that pacemaker's ``pace_yaml2yace``
+makes of an mlipress file (what LAMMPS ``pair_style pace`` reads). Energies, per-atom energies, forces and stresses agree
 to 1e-8 relative (measured with python-ace 0.4.0rc1: energies 2e-15, per-atom energies 3e-15,
 forces 2e-11, stresses 1e-12 relative to the largest value).
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,6 +70,13 @@ def test_an_mlipress_ace_evaluates_the_same_in_python_ace(tmp_path):
     path = tmp_path / "mlipress.yaml"
     ace.write(path)
     _compare(ace, path)
+    # the .yace of LAMMPS' pair_style pace, converted by pacemaker's own tool
+    tool = shutil.which("pace_yaml2yace") or shutil.which("pace_yaml2yace", path=str(Path(sys.executable).parent))
+    if tool is None:
+        pytest.skip("pace_yaml2yace not found: the .yaml agreed, the .yace was not checked")
+    yace = tmp_path / "mlipress.yace"
+    subprocess.run([tool, str(path), "-o", str(yace)], check=True, capture_output=True)
+    _compare(ace, yace)
 
 
 def test_a_python_ace_basis_reads_into_mlipress_and_evaluates_the_same(tmp_path):
