@@ -1,8 +1,9 @@
 """ACE (mlipress.models.ace): coupling coefficients against sympy, invariances, finite
 differences, the design matrix, full-rank MF = dense, an independent unvectorised NumPy
 evaluation (complex harmonics from SciPy, CG from sympy), the B-basis .yaml round trip, and fits
-through the same trainer and compressed fit as the MTP. python-ace (pacemaker) is not installable
-here, so the NumPy evaluation is the independent reference."""
+through the same trainer and compressed fit as the MTP. The NumPy evaluation is the independent
+reference in CI; agreement with python-ace itself is ``tests/test_ace_pyace.py`` (where it is
+installed)."""
 
 from __future__ import annotations
 
@@ -382,3 +383,18 @@ def test_compressed_fit_and_command_line(tmp_path, capsys):
     assert main(["train", "--model", "ace", "--species", ",".join(species), "--body-order", "2", "--nk", "3",
                  "--train", str(data), "--max-iter", "2", "-o", str(fresh)]) == 0
     assert read_potential(fresh).trained
+
+    # compress and sweep take ACE files like .mtp ones
+    valid = tmp_path / "valid.xyz"
+    write_dataset(make_example_dataset(2, seed=5)[0], valid, species=species)
+    compressed = tmp_path / "compressed.yaml"
+    assert main(["compress", str(fresh), "--train", str(data), "--valid", str(valid), "--radial", "mf:1",
+                 "--max-iter", "2", "-o", str(compressed)]) == 0
+    model, params, header = read_compressed(compressed)
+    assert isinstance(model, ACE) and isinstance(params.radial, PairMatrixFactorized) and params.radial.rank == 1
+    capsys.readouterr()
+    table = tmp_path / "sweep.json"
+    assert main(["sweep", "--init", str(init), "--train", str(data), "--valid", str(valid), "--kind", "mf",
+                 "--ranks", "1,2", "--seeds", "1", "--max-iter", "2", "-o", str(table)]) == 0
+    rows = __import__("json").loads(table.read_text())["rows"]
+    assert sorted(r["rank"] for r in rows) == [1, 2] and all(math.isfinite(r["valid_loss"]) for r in rows)
