@@ -77,7 +77,10 @@ class RBFGSState(NamedTuple):
 
     @property
     def X(self) -> np.ndarray:
-        return fr.to_dense(self.params[1])
+        point = self.params[1]
+        if isinstance(point, fr.FixedRankPoint):
+            return fr.to_dense(point)
+        return np.stack([fr.to_dense(b) for b in point])  # a point of fixed_rank_blocks
 
     @property
     def xi(self) -> np.ndarray:
@@ -106,6 +109,7 @@ def rbfgs(
     curvature_eps: float = 1e-10,
     descent_eps: float = 1e-12,
     cond_max: float = 1e10,
+    manifold=fr,
 ) -> Optimizer:
     """Riemannian BFGS (Algorithm 2) on R^{n_xi} x M_r.
 
@@ -121,6 +125,9 @@ def rbfgs(
         (see :func:`linesearch.doubling_halving`; False = Algorithm 2 verbatim).
       cond_max: H is reset when the (LAPACK-estimated) 1-norm condition number of P_{x->y}
         exceeds this.
+      manifold: the module of manifold operations, :mod:`.fixed_rank` (one (m, n) matrix, the
+        default) or :mod:`.fixed_rank_blocks` (a (P, m, n) stack, one fixed-rank factor per
+        block; points are tuples of :class:`fixed_rank.FixedRankPoint`).
 
     Returns:
       :class:`bfgs.Optimizer` over :class:`RBFGSState`; ``init((xi, X))`` with X dense or a
@@ -130,20 +137,22 @@ def rbfgs(
     def to_point(X):
         if isinstance(X, fr.FixedRankPoint):
             return fr.FixedRankPoint(*(np.asarray(a, dtype=np.float64) for a in X))
+        if isinstance(X, tuple) and all(isinstance(b, fr.FixedRankPoint) for b in X):
+            return tuple(fr.FixedRankPoint(*(np.asarray(a, dtype=np.float64) for a in b)) for b in X)
         if rank is None:
             raise ValueError("rbfgs: pass rank= or give X as a FixedRankPoint")
-        return fr.from_matrix(X, rank)
+        return manifold.from_matrix(X, rank)
 
     def evaluate(xi, point, f):
-        val, (g_xi, g_X) = value_and_grad(xi, fr.to_dense(point))
-        g = np.concatenate([np.asarray(g_xi, dtype=np.float64).ravel(), fr.to_coords(f, g_X)])
+        val, (g_xi, g_X) = value_and_grad(xi, manifold.to_dense(point))
+        g = np.concatenate([np.asarray(g_xi, dtype=np.float64).ravel(), manifold.to_coords(f, g_X)])
         return float(val), g
 
     def init(params) -> RBFGSState:
         xi, X = params
         xi = np.asarray(xi, dtype=np.float64)
         point = to_point(X)
-        f = fr.frame(point)
+        f = manifold.frame(point)
         val, g = evaluate(xi, point, f)
         return RBFGSState((xi, point), f, val, g, float(np.linalg.norm(g)), None, 0, 1, 1, np.inf, 0.0, 0.0, "init")
 
@@ -178,19 +187,19 @@ def rbfgs(
             else:
                 alpha0 = 1.0
             c = float(g @ d)
-            eta_X = fr.from_coords(fX, d[nx:])
+            eta_X = manifold.from_coords(fX, d[nx:])
             counts = [0, 0]
 
             def phi(a):
-                p = fr.retract(point, a * eta_X)
+                p = manifold.retract(point, a * eta_X)
                 x_new = xi + a * d[:nx]
                 if value is None:
                     counts[0] += 1
-                    f_new = fr.frame(p)
+                    f_new = manifold.frame(p)
                     val, g_new = evaluate(x_new, p, f_new)
                     return val, (x_new, p, f_new, g_new)
                 counts[1] += 1
-                return float(value(x_new, fr.to_dense(p))), (x_new, p)
+                return float(value(x_new, manifold.to_dense(p))), (x_new, p)
 
             res = doubling_halving(
                 phi, state.value, c, alpha0, mu=mu, max_doublings=max_doublings,
@@ -210,12 +219,12 @@ def rbfgs(
             val = res.value
         else:
             xi_new, p_new = res.payload
-            fY = fr.frame(p_new)
+            fY = manifold.frame(p_new)
             val, g_new = evaluate(xi_new, p_new, fY)
             n_vg += 1
 
         # transport in coordinates: D = blockdiag(I, P), P = B_Y^T B_X (Prop. IV.2)
-        P = fr.transport_matrix(fX, fY)
+        P = manifold.transport_matrix(fX, fY)
         sd = res.alpha * d
 
         def T(v):
