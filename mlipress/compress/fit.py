@@ -64,9 +64,8 @@ from mlipress.loss import Objective
 from mlipress.models.mtp.model import MTP
 from mlipress.optim import bfgs, mfra, rbfgs, ttra
 from mlipress.optim.augment import Growth
-from mlipress.optim import fixed_rank as fr
-from mlipress.models.layers import (Dense, MatrixFactorized, RadialSpec, TensorTrain, clip_tt_ranks, from_matrix,
-                                    parse_radial_spec, to_matrix)
+from mlipress.models.layers import (Dense, MatrixFactorized, RadialSpec, TensorTrain, clip_tt_ranks,
+                                    parse_radial_spec)
 from mlipress.fit import TrainResult, TrainSettings, scaling_search, train
 from mlipress.fit.projection import optimisation_target
 from mlipress.fit.trainer import FitProblem, exact_solve, fit, prepare_sets, preconditioner
@@ -114,25 +113,31 @@ def join_xi(params) -> np.ndarray:
     return np.asarray(params.linear, np.float64)
 
 
-def rmf_objective(obj: Objective, template):
+def rmf_objective(obj: Objective, template, layer=None):
     """``(value_and_grad(xi, X), value(xi, X))`` over the Riemannian variables of R-MF.
 
-    ``X`` is the dense unfolding ``Chat = to_matrix(C)`` (N_T^2, N_f N_b), ``xi`` as in
-    :func:`join_xi`; the gradients are Euclidean, ``(dL/dxi, dL/dX)`` (the R-BFGS of Algorithm 2
-    projects ``dL/dX`` onto the tangent space of the fixed-rank manifold itself). ``obj`` may be
-    a :class:`~mlipress.fit.projection.ProjectedObjective` (``dL/dxi = 0``). ``template``:
-    params supplying everything else (the MTP's scaling).
+    ``X`` is the R-MF layer's matrix of the radial tensor (``layer.matrices``: the dense unfolding
+    ``Chat = to_matrix(C)`` (N_T^2, N_f N_b) of an MTP, the stacked pair matrices (P, N_k,
+    N_rad (L+1)) of an ACE), ``xi`` as in :func:`join_xi`; the gradients are Euclidean,
+    ``(dL/dxi, dL/dX)`` (the R-BFGS of Algorithm 2 projects ``dL/dX`` onto the tangent space of
+    the fixed-rank manifold itself). ``obj`` may be a
+    :class:`~mlipress.fit.projection.ProjectedObjective` (``dL/dxi = 0``). ``template``: params
+    supplying everything else (the scaling). ``layer``: the model's MF layer class (default
+    ``obj.model.radial_layer("rmf:1")``).
     """
-    shape = obj.model.radial_shape
+    model = obj.model
+    shape = model.radial_shape
+    layer = model.radial_layer(parse_radial_spec("rmf:1")) if layer is None else layer
+    dense = model.radial_layer(parse_radial_spec("dense"))
     template = template.replace(scaling=jnp.asarray(template.scaling, dtype=jnp.float64))
 
     def params_of(xi, X):
-        radial = Dense(from_matrix(jnp.asarray(X, dtype=jnp.float64), shape))
+        radial = dense.from_dense(layer.dense_of_matrices(X, shape))
         return template.replace(radial=radial).with_linear(jnp.asarray(xi, dtype=jnp.float64))
 
     def value_and_grad(xi, X):
         f, g = obj.value_and_grad(params_of(xi, X))
-        return f, (np.asarray(g.linear), np.asarray(to_matrix(jnp.asarray(g.radial.C))))
+        return f, (np.asarray(g.linear), layer.matrices(g.radial.dense()))
 
     def value(xi, X):
         return obj.value(params_of(xi, X))
@@ -228,34 +233,22 @@ def _fit_factored(mtp, data, valid, spec, s, out, callback, **_) -> CompressedRe
 
 
 def _fit_rmf(mtp, data, valid, spec, s, out, callback, **_) -> CompressedResult:
+    """R-MF: Riemannian BFGS on ``R^{n_xi} x`` the layer's manifold (one fixed-rank matrix for an
+    MTP, the product of one per pair for an ACE: ``layer.manifold()``)."""
     obj, finish = optimisation_target(Objective(mtp, data), s.variable_projection)
+    layer = mtp.radial_layer(spec)
     p0 = initial_compressed_params(mtp, data, spec, s)
-    vg, v = rmf_objective(obj, p0)
-    opt = rbfgs(vg, spec.rank, v)
-    x0 = (join_xi(p0), _mf_to_point(p0.radial))
+    vg, v = rmf_objective(obj, p0, layer)
+    manifold = layer.manifold()
+    opt = rbfgs(vg, spec.rank, v, manifold=manifold)
+    x0 = (join_xi(p0), manifold.from_matrix(layer.matrices(p0.radial.dense()), p0.radial.rank))
 
     def to_params(variables):
         xi, point = variables
-        return finish(p0.replace(radial=_point_to_mf(point, mtp.radial_shape)).with_linear(jnp.asarray(xi)))
+        return finish(p0.replace(radial=layer.from_point(point, mtp.radial_shape)).with_linear(jnp.asarray(xi)))
 
     problem = FitProblem(mtp, opt, _start(x0, spec, mtp), lambda: x0, to_params=to_params)
     return _fit(problem, data, valid, spec, s, out, callback)
-
-
-def _mf_to_point(param: MatrixFactorized):
-    """``U V^T`` as a :class:`fixed_rank.FixedRankPoint` (thin SVD of the rank-r product)."""
-    X = np.asarray(param.U) @ np.asarray(param.V).T
-    return fr.from_matrix(X, param.rank)
-
-
-def _point_to_mf(point, shape) -> MatrixFactorized:
-    """A fixed-rank point ``U diag(s) V^T`` as balanced MF factors ``U sqrt(s)``, ``V sqrt(s)``
-    (exactly the same ``Chat``)."""
-    s = np.asarray(point.s, dtype=np.float64)
-    root = np.sqrt(np.abs(s))
-    U = np.asarray(point.U) * (np.sign(s) * root)
-    V = np.asarray(point.V) * root
-    return MatrixFactorized.checked(U, V, shape)
 
 
 def _growth(spec, valid, mtp, to_params, growth_tol) -> Growth | None:

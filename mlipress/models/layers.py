@@ -552,6 +552,30 @@ class MatrixFactorized(RadialLayer):
             )
         return cls(U, V, (nt, nf, nb))
 
+    # -- R-MF: the fixed-rank manifold this layer's matrix lives on ---------------------------
+    @staticmethod
+    def manifold():
+        """The manifold operations of R-MF (:mod:`mlipress.optim.fixed_rank`: one matrix)."""
+        from mlipress.optim import fixed_rank
+
+        return fixed_rank
+
+    @classmethod
+    def matrices(cls, C) -> np.ndarray:
+        """The manifold's matrix of a dense radial tensor: the unfolding ``Chat``."""
+        return np.asarray(to_matrix(jnp.asarray(C)), dtype=np.float64)
+
+    @classmethod
+    def dense_of_matrices(cls, X, dims):
+        """The dense radial tensor of the manifold's matrix (inverse of :meth:`matrices`)."""
+        return from_matrix(jnp.asarray(X, dtype=jnp.float64), tuple(dims))
+
+    @classmethod
+    def from_point(cls, point, dims) -> "MatrixFactorized":
+        """A fixed-rank point ``U diag(s) V^T`` as balanced factors (the same ``Chat``)."""
+        root = np.sqrt(np.abs(np.asarray(point.s, dtype=np.float64)))
+        return cls.checked(np.asarray(point.U) * (np.sign(point.s) * root), np.asarray(point.V) * root, dims)
+
     # -- constructors --------------------------------------------------------------------
     @classmethod
     def from_dense(cls, C, rank: int) -> "MatrixFactorized":

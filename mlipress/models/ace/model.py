@@ -39,7 +39,7 @@ class ACEParams(Params):
     scaling: jax.Array
 
 
-_LAYERS = {"dense": PairDense, "mf": PairMatrixFactorized}
+_LAYERS = {"dense": PairDense, "mf": PairMatrixFactorized, "rmf": PairMatrixFactorized}
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,12 +139,13 @@ class ACE:
         return replace(self, coupling=coupling)
 
     def radial_layer(self, spec):
-        """The radial layer class of a spec: ``dense`` and ``mf:R`` (per-pair ``U_p V_p^T``)."""
+        """The radial layer class of a spec: ``dense``, ``mf:R`` and ``rmf:R`` (per-pair ``U_p V_p^T``;
+        R-MF on the product of the pairs' fixed-rank manifolds)."""
         from mlipress.models.layers import parse_radial_spec
 
         spec = parse_radial_spec(spec) if isinstance(spec, str) else spec
         if spec.kind not in _LAYERS:
-            raise ValueError(f"ACE radial parametrisations are dense and mf:R (per-pair U V^T, section II.F); "
+            raise ValueError(f"ACE radial parametrisations are dense, mf:R and rmf:R (per-pair U V^T, section II.F); "
                              f"{spec.kind!r} works on one matrix of the MTP's layout")
         return _LAYERS[spec.kind]
 

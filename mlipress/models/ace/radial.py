@@ -11,8 +11,9 @@
 Both answer the radial-layer interface of :mod:`mlipress.models.layers` that the fits use
 (``dense``, ``rank``, ``num_params``, ``from_dense``, ``random``, ``param_count``,
 ``rank_candidates``, ``arrays``/``from_arrays``); ``dims`` is ``(P, N_k, N_rad (L+1))``. They
-are not registered spec kinds: :meth:`mlipress.models.ace.ACE.radial_layer` maps ``dense`` and
-``mf:R`` to them.
+are not registered spec kinds: :meth:`mlipress.models.ace.ACE.radial_layer` maps ``dense``,
+``mf:R`` and ``rmf:R`` to them; for R-MF :class:`PairMatrixFactorized` names its manifold (the
+product of one fixed-rank manifold per pair, :mod:`mlipress.optim.fixed_rank_blocks`).
 """
 
 from __future__ import annotations
@@ -176,6 +177,40 @@ class PairMatrixFactorized(RadialLayer):
         u, s, vt = np.linalg.svd(C, full_matrices=False)
         root = np.sqrt(s[:, :r])
         return cls(jnp.asarray(u[:, :, :r] * root[:, None, :]), jnp.asarray(np.transpose(vt[:, :r], (0, 2, 1)) * root[:, None, :]))
+
+    # -- R-MF: one fixed-rank factor per pair (the product manifold) ---------------------------
+    @staticmethod
+    def manifold():
+        """The manifold operations of R-MF: :mod:`mlipress.optim.fixed_rank_blocks`, the product
+        of one fixed-rank manifold per pair matrix."""
+        from mlipress.optim import fixed_rank_blocks
+
+        return fixed_rank_blocks
+
+    @classmethod
+    def matrices(cls, C) -> np.ndarray:
+        """The stacked pair matrices ``(P, N_k, N_rad (L+1))`` (the dense tensor itself)."""
+        return np.asarray(C, dtype=np.float64)
+
+    @classmethod
+    def dense_of_matrices(cls, X, dims):
+        X = jnp.asarray(X, dtype=jnp.float64)
+        if X.shape != tuple(dims):
+            raise ValueError(f"pair matrices of shape {X.shape}, expected {tuple(dims)}")
+        return X
+
+    @classmethod
+    def from_point(cls, point, dims) -> "PairMatrixFactorized":
+        """A point of the product manifold (one ``U diag(s) V^T`` per pair) as balanced factors."""
+        U, V = [], []
+        for block in point:
+            root = np.sqrt(np.abs(np.asarray(block.s, dtype=np.float64)))
+            U.append(np.asarray(block.U) * (np.sign(block.s) * root))
+            V.append(np.asarray(block.V) * root)
+        layer = cls(jnp.asarray(np.stack(U)), jnp.asarray(np.stack(V)))
+        if layer.dims != tuple(dims):
+            raise ValueError(f"factors of dims {layer.dims}, expected {tuple(dims)}")
+        return layer
 
     @classmethod
     def random(cls, key, shape, rank: int, scale: float = DEFAULT_SCALE):
