@@ -349,7 +349,7 @@ def test_fits_with_the_common_trainer():
     fit = train(ace, ds, s, out=io.StringIO())
     assert fit.history[-1]["f"] < fit.history[0]["f"] and isinstance(fit.mtp, ACE) and fit.mtp.trained
     with pytest.raises(ValueError, match="ACE radial parametrisations"):
-        fit_compressed(ace, ds, "mfra:4", s, out=io.StringIO())
+        fit_compressed(ace, ds, "tt:2,2,2", s, out=io.StringIO())
 
 
 @pytest.mark.slow

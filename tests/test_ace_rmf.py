@@ -33,3 +33,20 @@ def test_rmf_fit_on_the_pairs_product_manifold_lowers_the_loss(tmp_path, capsys)
                  "-o", str(out)]) == 0
     model, params, header = read_compressed(out)
     assert isinstance(model, ACE) and isinstance(params.radial, PairMatrixFactorized) and params.radial.rank == 1
+
+
+def test_mfra_grows_every_pairs_rank_on_schedule_without_raising_the_loss():
+    """``mfra:4`` on an ACE (the generic MFRA, blockwise: every pair matrix enlarged by the top
+    singular triplets of its own gradient, one common step): ranks 2 -> 4 at iteration 2, the
+    loss never higher after an augmentation than before."""
+    from mlipress.compress import fit_compressed
+    from mlipress.examples import make_example_dataset
+    from mlipress.fit import TrainSettings
+
+    ds, species = make_example_dataset(3, seed=4)
+    ace = untrained_ace(species, body_order=3, n_k=4, nrad=2, lmax=1, cutoff=4.5)
+    res = fit_compressed(ace, ds, "mfra:4", TrainSettings(max_iter=5, log_every=1), mfra_interval=2)
+    assert [r for _, r in res.rank_history][:2] == [2, 4] and res.rank_history[1][0] == 2
+    values = [h["f"] for h in res.history if "f" in h]
+    assert np.all(np.diff(values) <= 1e-15 * abs(values[0])) and values[-1] < values[0]
+    assert isinstance(res.params.radial, PairMatrixFactorized) and res.params.radial.rank == 4

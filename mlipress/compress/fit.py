@@ -64,7 +64,7 @@ from mlipress.loss import Objective
 from mlipress.models.mtp.model import MTP
 from mlipress.optim import bfgs, mfra, rbfgs, ttra
 from mlipress.optim.augment import Growth
-from mlipress.models.layers import (Dense, MatrixFactorized, RadialSpec, TensorTrain, clip_tt_ranks,
+from mlipress.models.layers import (Dense, RadialSpec, TensorTrain, clip_tt_ranks,
                                     parse_radial_spec)
 from mlipress.fit import TrainResult, TrainSettings, scaling_search, train
 from mlipress.fit.projection import optimisation_target
@@ -265,10 +265,10 @@ def _growth(spec, valid, mtp, to_params, growth_tol) -> Growth | None:
                   lambda x: valid_obj.value(to_params(x)))
 
 
-def _max_rank(spec, shape):
+def _max_rank(spec, shape, layer=None):
     """The spec's maximal rank, the largest the layer allows for ``auto`` (clipped TT ranks)."""
     if spec.rank == "auto":
-        return spec.layer.rank_candidates(shape)[-1]
+        return (spec.layer if layer is None else layer).rank_candidates(shape)[-1]
     if isinstance(spec.rank, tuple):
         return clip_tt_ranks(shape, spec.rank)
     return spec.rank
@@ -289,10 +289,12 @@ def _fit_mfra(mtp, data, valid, spec, s, out, callback, mfra_interval="auto", gr
     shape = mtp.radial_shape
     vg, v = rmf_objective(obj, p0)
 
-    def to_params(p):
-        return finish(p0.replace(radial=MatrixFactorized.checked(p["U"], p["V"], shape)).with_linear(jnp.asarray(p["xi"])))
+    layer = mtp.radial_layer(spec)
 
-    opt = mfra(vg, r_max=_max_rank(spec, shape), r_min=spec.initial_rank(MFRA_R_MIN), delta_r=MFRA_DELTA_R,
+    def to_params(p):
+        return finish(p0.replace(radial=layer.from_factors(p["U"], p["V"], shape)).with_linear(jnp.asarray(p["xi"])))
+
+    opt = mfra(vg, r_max=_max_rank(spec, shape, layer), r_min=spec.initial_rank(MFRA_R_MIN), delta_r=MFRA_DELTA_R,
                interval=mfra_interval, max_iter=max(s.max_iter, 1), value_dense=v,
                growth=_growth(spec, valid, mtp, to_params, growth_tol))
     x0 = {"xi": join_xi(p0), "U": p0.radial.U, "V": p0.radial.V}

@@ -552,6 +552,11 @@ class MatrixFactorized(RadialLayer):
             )
         return cls(U, V, (nt, nf, nb))
 
+    @classmethod
+    def from_factors(cls, U, V, dims) -> "MatrixFactorized":
+        """The layer of factors ``U``, ``V`` (:meth:`checked`; MFRA's result)."""
+        return cls.checked(U, V, dims)
+
     # -- R-MF: the fixed-rank manifold this layer's matrix lives on ---------------------------
     @staticmethod
     def manifold():

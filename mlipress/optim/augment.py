@@ -124,9 +124,10 @@ def resolve_interval(interval, max_iter: int | None) -> int:
 
 
 def leading_triplets(P: np.ndarray, d: int):
-    """The top ``d`` singular triplets ``(U_D (m, d), S_D (d,), V_D (n, d))`` of ``P`` (m, n)."""
+    """The top ``d`` singular triplets ``(U_D (m, d), S_D (d,), V_D (n, d))`` of ``P`` (m, n);
+    of every block for a stack ``P`` (B, m, n): ``(B, m, d)``, ``(B, d)``, ``(B, n, d)``."""
     u, s, vt = np.linalg.svd(np.asarray(P, dtype=np.float64), full_matrices=False)
-    return u[:, :d], s[:d], vt[:d].T
+    return u[..., :d], s[..., :d], np.swapaxes(vt[..., :d, :], -1, -2)
 
 
 def search_along(value_at: Callable[[float], float], f0: float, sigma: np.ndarray, norm_c: float,

@@ -23,6 +23,11 @@ increases at an augmentation. First trial: ``t0 = min(|L|/sum(S_D^2), |Chat|_F/|
 step at which the linear model of a non-negative loss reaches 0, capped at a step as large as
 Chat itself).
 
+Blocks: with stacked factors ``U (P, m, r)``, ``V (P, n, r)`` (one matrix per block, e.g. an
+ACE's species pairs) everything above is blockwise: ``Chat_p = U_p V_p^T``, each block's top
+triplets of its ``G_p``, one common step ``h`` along ``D = (U_Dp S_Dp V_Dp^T)_p`` (still
+``<G, D> = sum_p sum(S_Dp^2) > 0``, so the loss never increases), every block enlarged by ``dr``.
+
 The loop, the 1-D search and the monotone fallback are :mod:`.augment`'s, shared with the
 tensor-train version (:mod:`.ttra`); this module holds what is specific to MF: the SVD of G
 and the two enlarged factors. ``growth`` (:class:`augment.Growth`) stops growth below r_max
@@ -55,7 +60,12 @@ class MFRAState(RankAdaptState):
     @property
     def Chat(self) -> np.ndarray:
         p = self.inner.params
-        return np.asarray(p["U"]) @ np.asarray(p["V"]).T
+        return np.asarray(_product(p["U"], p["V"]))
+
+
+def _product(U, V):
+    """``U V^T`` of one (m, r), (n, r) pair or of every block of (P, m, r), (P, n, r) stacks."""
+    return jnp.einsum("...mr,...nr->...mn", jnp.asarray(U), jnp.asarray(V))
 
 
 def random_factors(m: int, n: int, r: int, *, scale: float = 0.1, seed: int = 0):
@@ -104,9 +114,10 @@ def mfra(
 
     def vg(params):
         xi, U, V = params["xi"], params["U"], params["V"]
-        val, (g_xi, G) = value_and_grad_dense(xi, U @ V.T)
+        val, (g_xi, G) = value_and_grad_dense(xi, _product(U, V))
         G = jnp.asarray(G)
-        return (val, np.asarray(G, dtype=np.float64)), {"xi": g_xi, "U": G @ V, "V": G.T @ U}
+        return (val, np.asarray(G, dtype=np.float64)), {"xi": g_xi, "U": jnp.einsum("...mn,...nr->...mr", G, V),
+                                                         "V": jnp.einsum("...mn,...mr->...nr", G, U)}
 
     def v_dense(xi, C):
         if value_dense is not None:
@@ -127,26 +138,26 @@ def mfra(
     def augment(inner, r, k):
         p = inner.params
         U, V = np.asarray(p["U"]), np.asarray(p["V"])
-        dr = min(dr_default, r_max - r, min(U.shape[0], V.shape[0]) - r)
+        dr = min(dr_default, r_max - r, min(U.shape[-2], V.shape[-2]) - r)
         if dr <= 0:
             return None
         UD, SD, VD = leading_triplets(inner.aux, dr)  # aux: G at U V^T, kept from the last evaluation
-        D = (UD * SD) @ VD.T
-        C = U @ V.T
-        t, _, n_ls = search_along(lambda t: v_dense(p["xi"], jnp.asarray(C - t * D)), inner.value, SD,
+        sq = np.sqrt(SD)[..., None, :]
+        D = np.asarray(_product(UD * SD[..., None, :], VD))
+        C = np.asarray(_product(U, V))
+        t, _, n_ls = search_along(lambda t: v_dense(p["xi"], jnp.asarray(C - t * D)), inner.value, SD.ravel(),
                                   float(np.linalg.norm(C)), float(np.linalg.norm(D)), ls_max_evals)
-        sq = np.sqrt(SD)
 
         def enlarged(h):
-            return {"xi": p["xi"], "U": jnp.asarray(np.hstack([U, h * UD * sq])),
-                    "V": jnp.asarray(np.hstack([V, VD * sq]))}
+            return {"xi": p["xi"], "U": jnp.asarray(np.concatenate([U, h * UD * sq], axis=-1)),
+                    "V": jnp.asarray(np.concatenate([V, VD * sq], axis=-1))}
 
         return enlarged(-t), enlarged(0.0), r + dr, -t, n_ls
 
     def is_max(r):
         return r >= r_max
 
-    base = rank_adaptive(inner_opt, augment, lambda p: int(p["U"].shape[1]), is_max, interval=s_int,
+    base = rank_adaptive(inner_opt, augment, lambda p: int(p["U"].shape[-1]), is_max, interval=s_int,
                          state_type=MFRAState, growth=growth)
 
     def init(params, seed: int = 0) -> MFRAState:

@@ -39,7 +39,7 @@ class ACEParams(Params):
     scaling: jax.Array
 
 
-_LAYERS = {"dense": PairDense, "mf": PairMatrixFactorized, "rmf": PairMatrixFactorized}
+_LAYERS = {"dense": PairDense, "mf": PairMatrixFactorized, "rmf": PairMatrixFactorized, "mfra": PairMatrixFactorized}
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,7 +145,7 @@ class ACE:
 
         spec = parse_radial_spec(spec) if isinstance(spec, str) else spec
         if spec.kind not in _LAYERS:
-            raise ValueError(f"ACE radial parametrisations are dense, mf:R and rmf:R (per-pair U V^T, section II.F); "
+            raise ValueError(f"ACE radial parametrisations are dense, mf:R, rmf:R and mfra:RMAX (per-pair U V^T, section II.F); "
                              f"{spec.kind!r} works on one matrix of the MTP's layout")
         return _LAYERS[spec.kind]
 

@@ -178,6 +178,14 @@ class PairMatrixFactorized(RadialLayer):
         root = np.sqrt(s[:, :r])
         return cls(jnp.asarray(u[:, :, :r] * root[:, None, :]), jnp.asarray(np.transpose(vt[:, :r], (0, 2, 1)) * root[:, None, :]))
 
+    @classmethod
+    def from_factors(cls, U, V, dims) -> "PairMatrixFactorized":
+        """The layer of stacked factors ``U (P, N_k, r)``, ``V (P, N_rad (L+1), r)`` (MFRA's result)."""
+        layer = cls(jnp.asarray(U), jnp.asarray(V))
+        if layer.dims != tuple(dims) or np.shape(U)[2] != np.shape(V)[2]:
+            raise ValueError(f"factors U {np.shape(U)}, V {np.shape(V)} do not give pair matrices {tuple(dims)}")
+        return layer
+
     # -- R-MF: one fixed-rank factor per pair (the product manifold) ---------------------------
     @staticmethod
     def manifold():
