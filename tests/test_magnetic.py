@@ -358,3 +358,52 @@ def test_mfra_fits_a_magnetic_mtp():
     res = fit_compressed(m, data, "mfra:4", s, out=io.StringIO(), mfra_interval=4)
     assert res.history[-1]["f"] < res.history[0]["f"] and res.radial.rank > 2
     assert isinstance(res.radial, MatrixFactorized)
+
+
+def _small_fit_problem():
+    from mlipress.fit import TrainSettings
+    from mlipress.loss import LossWeights
+
+    m = magnetic_mtp(4, 2, 1.8, 4.5, 6, spin_basis_size=3, max_moment=3.0)
+    data = magnetic_dataset(6, seed=0, repeat=(1, 1, 2))
+    s = TrainSettings(weights=LossWeights(force=0.01, stress=0.0, magnetic_force=0.05), max_iter=12, log_every=0)
+    return m, data, s
+
+
+def test_rmf_gradient_matches_finite_differences(model):
+    """R-MF's Euclidean gradient in X = to_matrix(C) (N_T^2, N_mu N_b N_s^2), the magnetic rows
+    included, against central differences along a random direction."""
+    from mlipress.compress.fit import rmf_objective
+    from mlipress.models.layers import to_matrix
+
+    _, _, obj = _magnetic_objective(model)
+    params = model.params()
+    vg, value = rmf_objective(obj, params)
+    xi, X = np.asarray(params.linear), np.asarray(to_matrix(jnp.asarray(params.radial.C)))
+    assert X.shape == (4, model.radial_funcs_count * NB * NS * NS)
+    f, (g_xi, g_X) = vg(xi, X)
+    D = np.random.default_rng(0).normal(size=X.shape)
+    h = 1e-5
+    fd = (value(xi, X + h * D) - value(xi, X - h * D)) / (2 * h)
+    assert fd == pytest.approx(np.sum(g_X * D), rel=1e-6)
+    d = np.random.default_rng(1).normal(size=xi.shape)
+    fd = (value(xi + h * d, X) - value(xi - h * d, X)) / (2 * h)
+    assert fd == pytest.approx(np.sum(g_xi * d), rel=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("projected", [True, False])
+def test_rmf_fit_lowers_the_loss(projected):
+    """R-MF (Riemannian BFGS on the rank-2 manifold of the mMTP's unfolding) from an untrained
+    start, 12 iterations: the loss falls (measured: by 7x with variable projection, by 17% without)."""
+    from dataclasses import replace
+
+    from mlipress.compress import fit_compressed
+
+    m, data, s = _small_fit_problem()
+    # log every iteration: with log_every=0 the history holds the final record only, so comparing
+    # its first and last entries (as an earlier version of this check did) shows no decrease
+    res = fit_compressed(m, data, "rmf:2", replace(s, variable_projection=projected, log_every=1), out=io.StringIO())
+    f = [h["f"] for h in res.history]
+    assert f[-1] < (0.3 if projected else 0.9) * f[0]
+    assert isinstance(res.radial, MatrixFactorized) and res.radial.rank == 2
