@@ -146,8 +146,7 @@ def test_factored_layers_at_full_rank_equal_dense(model, config):
     small = tt.random(0, model.radial_shape, (2, 2, 2, 3, 2))
     assert small.modes == (2, 2, model.radial_funcs_count, NB, NS, NS)
     assert small.shape == model.radial_shape and small.num_params == sum(g.size for g in small.cores)
-    with pytest.raises(ValueError, match="ttra"):
-        model.radial_layer("ttra:2,2,2")
+    assert model.radial_layer("ttra:2,2,2") is split_tensor_train(NB, NS)  # TTRA grows the same TT
 
 
 def test_mtp_file_round_trip(model, config, tmp_path):
@@ -407,3 +406,51 @@ def test_rmf_fit_lowers_the_loss(projected):
     f = [h["f"] for h in res.history]
     assert f[-1] < (0.3 if projected else 0.9) * f[0]
     assert isinstance(res.radial, MatrixFactorized) and res.radial.rank == 2
+
+
+@pytest.mark.parametrize("boundary", [0, 2, 4])
+def test_ttra_enrichment_at_zero_step_is_the_same_potential(model, config, boundary):
+    """TTRA on the six-mode TT: enlarging a boundary with step h = 0 leaves the tensor, hence
+    energy, forces and magnetic forces, unchanged, and the ranks chain (the layer validates)."""
+    from mlipress.optim.augment import leading_triplets
+    from mlipress.optim.ttra import boundary_gradient, enrich, orthogonalise, rank_increments, tt_dense
+
+    layer = split_tensor_train(NB, NS)
+    tt = layer.random(2, model.radial_shape, (1, 2, 2, 2, 2), scale=1.0)
+    params = model.params().replace(radial=tt)
+    ref = evaluate(model, config, params)
+    G = orthogonalise([np.asarray(g) for g in tt.cores], boundary)
+    np.testing.assert_allclose(tt_dense(G).reshape(model.radial_shape), np.asarray(tt.dense()), atol=1e-12)
+    dr = rank_increments(tt.rank, tt.modes, (2, 4, 6, 6, 3), 2, boundary)
+    assert dr == {0: 1, 2: 2, 4: 1}[boundary]  # capped by N_T, by delta_r, by N_s
+    grad = np.random.default_rng(boundary).normal(size=tt.modes)
+    grown = layer(tuple(jnp.asarray(g) for g in enrich(G, boundary, *leading_triplets(
+        boundary_gradient(G, boundary, grad), dr), 0.0)))
+    assert grown.rank == tuple(r + dr * (k == boundary) for k, r in enumerate(tt.rank))
+    out = evaluate(model, config, params.replace(radial=grown))
+    for key in ("energy", "forces", "magmom_forces"):
+        np.testing.assert_allclose(out[key], ref[key], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_ttra_fit_of_a_magnetic_mtp_grows_on_schedule():
+    """``ttra:2,2,2,6,3`` from an untrained start (level 4: N_mu = 1, modes (2, 2, 1, 6, 3, 3);
+    6 cells), augmentation every 4 of 12 iterations: the ranks grow from (2, 2, 2, 2, 2) by at
+    most 2 per boundary at k = 4 and 8 (r_5 <= N_s = 3), the loss never rises at an
+    augmentation, and the fitted layer is the six-mode TT."""
+    from dataclasses import replace
+
+    from mlipress.compress import fit_compressed
+
+    m, data, s = _small_fit_problem()
+    res = fit_compressed(m, data, "ttra:2,2,2,6,3", replace(s, log_every=1, ftol=0.0, gtol=0.0), out=io.StringIO(),
+                         mfra_interval=4)
+    assert res.rank_history == ((0, (2, 2, 2, 2, 2)), (4, (2, 2, 2, 4, 3)), (8, (2, 2, 2, 6, 3)))
+    assert isinstance(res.radial, split_tensor_train(6, 3)) and res.radial.rank == (2, 2, 2, 6, 3)
+    assert res.radial.modes == (2, 2, 1, 6, 3, 3)
+    assert len(res.state.augmentations) == 2
+    for aug in res.state.augmentations:
+        assert aug.loss_after <= aug.loss_before and all(h <= 0.0 for h in aug.h)
+    f = [r["f"] for r in res.history if r["event"] == "progress"]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(f, f[1:])) and f[-1] < 0.5 * f[0]
+
