@@ -65,7 +65,7 @@ from mlipress.models.mtp.model import MTP
 from mlipress.optim import bfgs, mfra, rbfgs, ttra
 from mlipress.optim.augment import Growth
 from mlipress.optim import fixed_rank as fr
-from mlipress.models.layers import (Dense, MatrixFactorized, RadialSpec, TensorTrain, clip_tt_ranks, from_matrix,
+from mlipress.models.layers import (Dense, MatrixFactorized, RadialSpec, clip_tt_ranks, from_matrix,
                                     parse_radial_spec, to_matrix)
 from mlipress.fit import TrainResult, TrainSettings, scaling_search, train
 from mlipress.fit.projection import optimisation_target
