@@ -64,8 +64,7 @@ from mlipress.loss import Objective
 from mlipress.models.mtp.model import MTP
 from mlipress.optim import bfgs, mfra, rbfgs, ttra
 from mlipress.optim.augment import Growth
-from mlipress.models.layers import (Dense, RadialSpec, TensorTrain, clip_tt_ranks,
-                                    parse_radial_spec)
+from mlipress.models.layers import Dense, RadialSpec, clip_tt_ranks, parse_radial_spec
 from mlipress.fit import TrainResult, TrainSettings, scaling_search, train
 from mlipress.fit.projection import optimisation_target
 from mlipress.fit.trainer import FitProblem, exact_solve, fit, prepare_sets, preconditioner
@@ -266,11 +265,13 @@ def _growth(spec, valid, mtp, to_params, growth_tol) -> Growth | None:
 
 
 def _max_rank(spec, shape, layer=None):
-    """The spec's maximal rank, the largest the layer allows for ``auto`` (clipped TT ranks)."""
+    """The spec's maximal rank, the largest the layer allows for ``auto`` (clipped TT ranks).
+    ``layer``: the model's layer class (``mtp.radial_layer(spec)``; default the spec's)."""
+    layer = spec.layer if layer is None else layer
     if spec.rank == "auto":
-        return (spec.layer if layer is None else layer).rank_candidates(shape)[-1]
+        return layer.rank_candidates(shape)[-1]
     if isinstance(spec.rank, tuple):
-        return clip_tt_ranks(shape, spec.rank)
+        return clip_tt_ranks(layer.modes_for(shape), layer.expand_ranks(spec.rank))
     return spec.rank
 
 
@@ -310,18 +311,20 @@ def _fit_ttra(mtp, data, valid, spec, s, out, callback, mfra_interval="auto", gr
     target, current = optimisation_target(obj, s.variable_projection)
     inner, between, polish = _factored_optimiser(obj, target, s)
     p0 = initial_compressed_params(mtp, data, spec, s)
+    layer, shape = type(p0.radial), mtp.radial_shape  # the model's TT class: its modes may split C's axes
+    modes = layer.modes_for(shape)
 
-    def with_dense(params, C):
-        return params.replace(radial=Dense(jnp.asarray(C, dtype=jnp.float64)))
+    def with_dense(params, C):  # C over the TT's modes
+        return params.replace(radial=Dense(jnp.asarray(C, dtype=jnp.float64).reshape(shape)))
 
     def value_and_grad_dense(params, C):
         f, g = target.value_and_grad(with_dense(params, C))
-        return f, np.asarray(g.radial.C)
+        return f, np.asarray(g.radial.C).reshape(modes)
 
     def with_cores(params, cores):
-        return params.replace(radial=TensorTrain(tuple(jnp.asarray(g) for g in cores)))
+        return params.replace(radial=layer(tuple(jnp.asarray(g) for g in cores)))
 
-    opt = ttra(inner, value_and_grad_dense, r_max=_max_rank(spec, mtp.radial_shape), delta_r=MFRA_DELTA_R,
+    opt = ttra(inner, value_and_grad_dense, r_max=_max_rank(spec, shape, layer), delta_r=MFRA_DELTA_R,
                interval=mfra_interval, max_iter=max(s.max_iter, 1),
                value_dense=lambda params, C: target.value(with_dense(params, C)),
                cores_of=lambda params: params.radial.cores, with_cores=with_cores,

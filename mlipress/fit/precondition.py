@@ -6,7 +6,8 @@ starting from the identity spends hundreds of iterations discovering these scale
 practice, stalls (f flat, |g| ~ 1e4) from an untrained start. MLIP-2 also works in
 preconditioned variables for the moment coefficients (REFERENCE.md section 4).
 
-How: the data part of the loss is ``(1/K) sum_j w_j r_j(theta)^2`` (weighted E/F/S residuals).
+How: the data part of the loss is ``(1/K) sum_j w_j r_j(theta)^2`` (weighted E/F/S residuals,
+and the magnetic-force residuals of a magnetic model).
 Shifting every reference label by ``v_j / sqrt(w_j)`` (Rademacher v) changes the gradient by
 exactly ``-(2/K) J^T W^(1/2) v``, because the labels enter the residuals linearly. The mean
 square of that change over a few probes estimates ``diag(J^T W J)``, the Gauss-Newton
@@ -36,17 +37,21 @@ from mlipress.fit.linear import linear_solves
 
 
 def _probe_signs(chunk, members, seed: int, probe: int):
-    """Rademacher signs of one probe for a chunk's energy (C,), forces (A, 3) and virial
-    (C, 3, 3) labels, drawn per configuration from ``(seed, probe, configuration index)``:
-    the same probes however the data are chunked or shared out over MPI ranks."""
+    """Rademacher signs of one probe for a chunk's energy (C,), forces (A, 3), virial
+    (C, 3, 3) and magnetic-force (A,) labels, drawn per configuration from ``(seed, probe,
+    configuration index)`` (the magnetic ones from a stream of their own, so the others do not
+    depend on whether a model is magnetic): the same probes however the data are chunked or
+    shared out over MPI ranks."""
     e, f, v = np.zeros(chunk.energy.shape), np.zeros(chunk.forces.shape), np.zeros(chunk.virial.shape)
+    m = np.zeros(chunk.magmom_forces.shape)
     offset = 0
     for slot, (k, n) in enumerate(zip(members, np.asarray(chunk.natoms, dtype=np.int64))):
         signs = np.random.default_rng([seed, probe, k]).choice([-1.0, 1.0], size=10 + 3 * n)
         e[slot], v[slot] = signs[0], signs[1:10].reshape(3, 3)
         f[offset : offset + n] = signs[10:].reshape(n, 3)
+        m[offset : offset + n] = np.random.default_rng([seed, probe, k, 1]).choice([-1.0, 1.0], size=n)
         offset += n
-    return e, f, v
+    return e, f, v, m
 
 
 def _perturbed_chunk(chunk, signs, eps: float = 1.0):
@@ -56,12 +61,13 @@ def _perturbed_chunk(chunk, signs, eps: float = 1.0):
         return jnp.asarray(np.asarray(labels) + eps * v * scale)
 
     atom_valid = np.asarray(chunk.w_force) > 0
-    e, f, v = signs
+    e, f, v, m = signs
     return dataclasses.replace(
         chunk,
         energy=shift(chunk.energy, e, chunk.w_energy, chunk.has_energy),
         forces=shift(chunk.forces, f, chunk.w_force, atom_valid),
         virial=shift(chunk.virial, v, chunk.w_stress, chunk.has_virial),
+        magmom_forces=shift(chunk.magmom_forces, m, chunk.w_magmom_force, np.asarray(chunk.w_magmom_force) > 0),
     )
 
 

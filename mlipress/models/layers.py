@@ -749,6 +749,16 @@ class TensorTrain(RadialLayer):
         return tt_param_count(shape, ranks)
 
     @classmethod
+    def modes_for(cls, shape) -> tuple[int, ...]:
+        """The TT's mode sizes for a radial tensor of ``shape`` (:func:`_tt_modes`)."""
+        return _tt_modes(shape)
+
+    @classmethod
+    def expand_ranks(cls, ranks) -> tuple[int, ...]:
+        """The ranks at every boundary of :meth:`modes_for` that a spec's ``ranks`` mean."""
+        return tuple(int(r) for r in ranks)
+
+    @classmethod
     def rank_candidates(cls, shape) -> list:
         """Equal ranks ``(r, ..., r)`` clipped by :func:`clip_tt_ranks`, without repeats."""
         n = _tt_modes(shape)
@@ -888,6 +898,8 @@ class RadialSpec:
         if self.rank == "auto":
             return start
         if isinstance(self.rank, tuple):
+            if len(start) != len(self.rank) and len(set(start)) == 1:  # r_min at every boundary
+                start = start[:1] * len(self.rank)
             return tuple(min(a, b) for a, b in zip(start, self.rank))
         return min(start, self.rank)
 

@@ -20,8 +20,9 @@ all apply unchanged:
   ``tt:R1,R2,R3,R4,R5``, or ``tt:R`` for R at every boundary): :func:`split_tensor_train` gives
   the layer, whose ``dense()`` is the grouped tensor and whose radial values contract the three
   bases one after the other (no per-pair ``N_b N_s^2`` vector is formed).
-- TTRA does not apply: its enrichment works on the dense tensor the TT represents, which here
-  has a different shape from the TT's modes.
+- **TTRA** (``ttra:R1,...,R5`` or ``ttra:R``) grows the five ranks of that TT: the enrichment
+  works on the six-mode tensor (the grouped tensor and its gradient reshaped), as for the MTP's
+  four modes.
 
 Moments enter through the batch (``magmoms`` s_i, ``magmoms_j`` s_j; zeros when a configuration
 has none). ``efs`` adds ``magmom_forces = -dE/ds_i`` (eV/mu_B) to energy, forces and virial.
@@ -109,7 +110,7 @@ class _SplitTensorTrain(TensorTrain):
         return shape[:3] + cls.split
 
     @staticmethod
-    def _ranks(ranks) -> tuple[int, ...]:
+    def expand_ranks(ranks) -> tuple[int, ...]:
         ranks = tuple(int(r) for r in ranks)
         if len(ranks) == 3 and len(set(ranks)) == 1:
             return ranks[:1] * 5
@@ -120,15 +121,15 @@ class _SplitTensorTrain(TensorTrain):
     @classmethod
     def from_dense(cls, C, ranks):
         C = np.asarray(C, dtype=np.float64)
-        return super().from_dense(C.reshape(cls.modes_for(C.shape)), cls._ranks(ranks))
+        return super().from_dense(C.reshape(cls.modes_for(C.shape)), cls.expand_ranks(ranks))
 
     @classmethod
     def random(cls, key, shape, ranks, scale: float = 0.1):
-        return super().random(key, cls.modes_for(shape), cls._ranks(ranks), scale)
+        return super().random(key, cls.modes_for(shape), cls.expand_ranks(ranks), scale)
 
     @classmethod
     def param_count(cls, shape, ranks) -> int:
-        return tt_param_count(cls.modes_for(shape), cls._ranks(ranks))
+        return tt_param_count(cls.modes_for(shape), cls.expand_ranks(ranks))
 
     @classmethod
     def rank_candidates(cls, shape) -> list:
@@ -236,13 +237,11 @@ class MagneticMTP(MTP):
         return ("MagneticMTP", self.magnetic_basis) + super().structure_key()[1:]
 
     def radial_layer(self, spec):
-        """MF and dense as for the MTP; a TT spec gets the six-mode :func:`split_tensor_train`;
-        TTRA is rejected (module docstring)."""
+        """MF and dense as for the MTP; a TT spec (``tt``, ``ttra``) gets the six-mode
+        :func:`split_tensor_train`."""
         from mlipress.models.layers import layer_for, parse_radial_spec
 
         spec = parse_radial_spec(spec) if isinstance(spec, str) else spec
-        if spec.kind == "ttra":
-            raise ValueError("ttra does not apply to a magnetic MTP (its TT has six modes); use tt:R1,...,R5")
         layer = layer_for(spec)
         if issubclass(layer, TensorTrain):
             return split_tensor_train(self.radial_basis.size, self.magnetic_basis.size)
