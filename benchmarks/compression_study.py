@@ -218,20 +218,23 @@ def _quartiles(values) -> str:
     return f"{q2:.3g} [{q1:.3g}, {q3:.3g}]"
 
 
-def robust_tables(rows: list, level: int) -> list:
+def robust_tables(rows: list, title: str, label=None) -> list:
     """Medians and interquartile ranges per model (robust to the single extrapolation failures
     that dominate the means), and the learning curves: median over seeds of the validation
-    errors at the logged iterations."""
+    errors at the logged iterations. ``title``: what the rows are (e.g. "level 12");
+    ``label(row)``: the model's name in the tables (default: the kind's)."""
+    label = label or (lambda r: LABEL.get(r["kind"], r["kind"]))
     if not rows:
         return []
     specs = sorted({(r["kind"], r["spec"]) for r in rows}, key=lambda k: KINDS.index(k[0]) if k[0] in KINDS else 99)
-    lines = [f"### Level {level}: median [first quartile, third quartile] over seeds", "",
+    names = {r["spec"]: label(r) for r in rows}
+    lines = [f"### {title[:1].upper() + title[1:]}: median [first quartile, third quartile] over seeds", "",
              "| model | spec | n | validation loss f | E RMSE (meV/atom) | F RMSE (eV/Å) | E MAE (meV/atom) | "
              "iterations | stop |", "|---|---|---|---|---|---|---|---|---|"]
     for kind, spec in specs:
         rs = [r for r in rows if r["spec"] == spec]
         stops = sorted({r.get("stop_reason", "") for r in rs})
-        lines.append(f"| {LABEL.get(kind, kind)} | `{spec}` | {len(rs)} | {_quartiles(r['valid_loss'] for r in rs)} | "
+        lines.append(f"| {names[spec]} | `{spec}` | {len(rs)} | {_quartiles(r['valid_loss'] for r in rs)} | "
                      f"{_quartiles(r['energy_rmse_meV_per_atom'] for r in rs)} | "
                      f"{_quartiles(r['force_rmse_eV_per_A'] for r in rs)} | "
                      f"{_quartiles(r['energy_mae_meV_per_atom'] for r in rs)} | "
@@ -242,7 +245,7 @@ def robust_tables(rows: list, level: int) -> list:
         import numpy as np
 
         shown = its[:: max(len(its) // 8, 1)] + ([its[-1]] if its[:: max(len(its) // 8, 1)][-1] != its[-1] else [])
-        lines += ["", f"Learning curves, level {level}: median over seeds of the validation E RMSE (meV/atom) / "
+        lines += ["", f"Learning curves, {title}: median over seeds of the validation E RMSE (meV/atom) / "
                   "F RMSE (eV/Å) at iteration", "",
                   "| model | " + " | ".join(str(i) for i in shown) + " |", "|---|" + "---|" * len(shown)]
         for kind, spec in specs:
@@ -250,7 +253,7 @@ def robust_tables(rows: list, level: int) -> list:
             for i in shown:
                 pts = [p for c in curves[spec] for p in c if p[0] == i]
                 cells.append(f"{np.median([p[2] for p in pts]):.3g} / {np.median([p[3] for p in pts]):.3g}" if pts else "-")
-            lines.append(f"| {LABEL.get(kind, kind)} `{spec}` | " + " | ".join(cells) + " |")
+            lines.append(f"| {names[spec]} `{spec}` | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -342,7 +345,7 @@ def report(doc: dict, args) -> None:
                     verdicts.append((level, name, e["radial_params"], metric, diff / b["mean"], _verdict(diff, tol, v["n"], b["n"]),
                                      v["n"], b["n"]))
     for level in sorted({r["level"] for r in rows}):
-        lines += robust_tables([r for r in rows if r["level"] == level and r["role"] != "sweep"], level)
+        lines += robust_tables([r for r in rows if r["level"] == level and r["role"] != "sweep"], f"level {level}")
     lines += ["## What it shows", ""]
     if verdicts:
         lines += ["Each compressed ensemble relative to the base ensemble (difference of the means; \"within 1σ\" "
