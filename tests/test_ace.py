@@ -182,9 +182,10 @@ def test_full_rank_mf_equals_dense(ace):
 # -- an independent, unvectorised evaluation ------------------------------------------------
 
 
-def _reference_site_energies(ace: ACE, config: Configuration) -> np.ndarray:
+def _reference_site_energies(ace: ACE, config: Configuration, radial_basis=None) -> np.ndarray:
     """Loops over atoms and neighbours; complex Condon-Shortley harmonics from SciPy, generalised
-    CG from sympy, the ChebExpCos formula written out again: nothing shared with the JAX code."""
+    CG from sympy, the ChebExpCos formula written out again: nothing shared with the JAX code.
+    ``radial_basis(r) -> g (N_k,)``: another basis written out (SBessel: tests/test_ace_sbessel.py)."""
     from ase import Atoms
     from ase.neighborlist import neighbor_list
     from scipy.special import sph_harm_y
@@ -196,7 +197,7 @@ def _reference_site_energies(ace: ACE, config: Configuration) -> np.ndarray:
     I, J, D = neighbor_list("ijD", atoms, rc)
     pairs = pair_index(ace.n_species)
 
-    def g(r):
+    def cheb_exp_cos_g(r):
         x = 1 - 2 * (math.exp(-lam * r / rc) - math.exp(-lam)) / (1 - math.exp(-lam))
         T = [1.0, x]
         for _ in range(nk):
@@ -206,6 +207,8 @@ def _reference_site_energies(ace: ACE, config: Configuration) -> np.ndarray:
         if r > rc - rb.dcut:
             cut *= 0.5 * (1 + math.cos(math.pi * (r - rc + rb.dcut) / rb.dcut))
         return vals * cut
+
+    g = cheb_exp_cos_g if radial_basis is None else radial_basis
 
     @__import__("functools").lru_cache(maxsize=None)
     def gcg(ls, lint):

@@ -5,9 +5,10 @@ installed (``pip install python-ace``; on Python 3.11 its manylinux wheel instal
 and skip otherwise, as in CI. Both directions: a random mlipress ACE written as a pacemaker
 B-basis ``.yaml`` and evaluated by python-ace, and a basis generated and written by python-ace
 (random coefficients) read by mlipress; and the ``.yace`` that pacemaker's ``pace_yaml2yace``
-makes of an mlipress file (what LAMMPS ``pair_style pace`` reads). Energies, per-atom energies, forces and stresses agree
+makes of an mlipress file (what LAMMPS ``pair_style pace`` reads). Each with both radial bases,
+``radbase: ChebExpCos`` and ``SBessel``. Energies, per-atom energies, forces and stresses agree
 to 1e-8 relative (measured with python-ace 0.4.0rc1: energies 2e-15, per-atom energies 3e-15,
-forces 2e-11, stresses 1e-12 relative to the largest value).
+forces 2e-11, stresses 1e-12 relative to the largest value; SBessel: energies 5e-16, forces 9e-12).
 """
 
 from __future__ import annotations
@@ -59,10 +60,12 @@ def _compare(ace, path):
     np.testing.assert_allclose(s1, s2, rtol=0, atol=RTOL * np.abs(s2).max())
 
 
-def test_an_mlipress_ace_evaluates_the_same_in_python_ace(tmp_path):
+@pytest.mark.parametrize("radbase", ["ChebExpCos", "SBessel"])
+def test_an_mlipress_ace_evaluates_the_same_in_python_ace(tmp_path, radbase):
     """Body order 5 (ranks 1-4, every coupling kind), two species, random coefficients. The
     per-species energies E0 are not part of pacemaker's format (zero here)."""
-    ace = untrained_ace(ELEMENTS, body_order=5, n_k=4, nrad=2, lmax=2, cutoff=5.0, nmax=[2, 1, 1])
+    ace = untrained_ace(ELEMENTS, body_order=5, n_k=4, nrad=2, lmax=2, cutoff=5.0, nmax=[2, 1, 1], radbase=radbase)
+    assert ace.radial_basis.kind == radbase
     p = ace.init(0)
     coeffs = np.random.default_rng(1).standard_normal((ace.n_species, len(ace.functions)))
     ace = ace.with_params(replace(p, coeffs=jnp.asarray(coeffs), species=jnp.zeros(ace.n_species)))
@@ -79,14 +82,16 @@ def test_an_mlipress_ace_evaluates_the_same_in_python_ace(tmp_path):
     _compare(ace, yace)
 
 
-def test_a_python_ace_basis_reads_into_mlipress_and_evaluates_the_same(tmp_path):
-    """A basis generated and written by python-ace (ChebExpCos, linear Finnis-Sinclair
+@pytest.mark.parametrize("radbase", ["ChebExpCos", "SBessel"])
+def test_a_python_ace_basis_reads_into_mlipress_and_evaluates_the_same(tmp_path, radbase):
+    """A basis generated and written by python-ace (``radbase``, linear Finnis-Sinclair
     embedding, body order 4, random coefficients), its X-Y and Y-X bonds given the same radial
     coefficients (mlipress shares one radial tensor per unordered pair; it refuses a file where
-    they differ)."""
+    they differ). SBessel has no radial parameter, but python-ace 0.4.0rc1 crashes (segfault)
+    building a basis whose bonds omit ``radparameters``, so they are given for both."""
     config = {"deltaSplineBins": 0.001, "elements": list(ELEMENTS),
               "embeddings": {"ALL": {"npot": "FinnisSinclairShiftedScaled", "fs_parameters": [1, 1], "ndensity": 1}},
-              "bonds": {"ALL": {"radbase": "ChebExpCos", "radparameters": [5.25], "rcut": 5.0, "dcut": 0.01,
+              "bonds": {"ALL": {"radbase": radbase, "radparameters": [5.25], "rcut": 5.0, "dcut": 0.01,
                                 "NameOfCutoffFunction": "cos"}},
               "functions": {"ALL": {"nradmax_by_orders": [4, 2, 1], "lmax_by_orders": [0, 2, 2]}}}
     basis = pyace.create_multispecies_basis_config(config)
@@ -99,5 +104,5 @@ def test_a_python_ace_basis_reads_into_mlipress_and_evaluates_the_same(tmp_path)
     path = tmp_path / "pace_pairs.yaml"
     path.write_text(yaml.safe_dump(doc))
     ace = read_ace(path)
-    assert len(ace.functions) > 30
+    assert len(ace.functions) > 30 and ace.radial_basis.kind == radbase
     _compare(ace, path)

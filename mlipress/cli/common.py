@@ -24,7 +24,10 @@ FRESH_POTENTIAL: dict[str, tuple[type, object, str]] = {
 #: option -> (type, default, help) of a fresh ACE (``init --model ace``, ``train --model ace``).
 FRESH_ACE: dict[str, tuple[type, object, str]] = {
     "body_order": (int, 4, "ACE: body order of the B-functions, 2..5 (default 4: products of up to 3 A)"),
-    "nk": (int, 9, "ACE: radial basis size N_k (ChebExpCos; default 9)"),
+    "nk": (int, 9, "ACE: radial basis size N_k (default 9)"),
+    # default None (= ChebExpCos) so that train can tell a --radbase given with --init, which it refuses
+    "radbase": (str, None, "ACE: radial basis g_k, pacemaker's radbase: ChebExpCos (default) | SBessel "
+                "(simplified spherical Bessel functions; docs/ace.md)"),
     "nrad": (int, 3, "ACE: radial functions per degree N_rad (default 3)"),
     "lmax": (int, 2, "ACE: largest degree L (default 2)"),
     "nmax_by_rank": (str, None, "ACE: n_max for ranks 2, 3, ... as a list, e.g. 3,2 (default N_rad at every rank)"),
@@ -48,7 +51,18 @@ def fresh_ace(species, cutoff: float, options: dict):
 
     return untrained_ace(elements, options["body_order"], options["nk"], options["nrad"], options["lmax"], cutoff,
                          ints(options["nmax_by_rank"]), ints(options["lmax_by_rank"]),
-                         coupling=ace_coupling(options.get("coupling")))
+                         coupling=ace_coupling(options.get("coupling")), radbase=ace_radbase(options.get("radbase")))
+
+
+def ace_radbase(name) -> str:
+    """The ``--radbase`` of a fresh ACE (``ChebExpCos`` when not given); another name is a
+    ``ValueError`` naming the option."""
+    from mlipress.models.ace.radial import RADIAL_BASES
+
+    name = "ChebExpCos" if name is None else str(name)
+    if name not in RADIAL_BASES:
+        raise ValueError(f"--radbase: {name!r} is not a radial basis mlipress implements ({' | '.join(RADIAL_BASES)})")
+    return name
 
 
 def ace_coupling(spec) -> str:

@@ -33,7 +33,7 @@ def run(args) -> int:
         ace = fresh_ace(args.species, args.cutoff, vars(args))
         ace.write(args.output)
         print(f"wrote {args.output}: untrained {describe(ace)}, {len(ace.functions)} B-functions per species, "
-              f"{ace.coupling} coupling")
+              f"{ace.coupling} coupling, {ace.radial_basis.kind} radial basis")
         return 0
     if args.level is None:
         raise SystemExit("mlipress init: give --level L (MTP) or --model ace")

@@ -25,6 +25,8 @@ write_compressed`); with ``--ensemble K`` each member gets its own pair of files
 ``--coupling cp:R`` (ACE; TOML ``coupling``): the B-functions coupled in rank-R CP form
 (:mod:`mlipress.models.ace.coupling`) instead of the exact generalised CG (``exact``, the
 default); with ``--init`` it re-couples the start, and the output file keeps the coupling.
+``--radbase SBessel`` (fresh ACE only; TOML ``radbase``): pacemaker's simplified spherical Bessel
+radial basis instead of ``ChebExpCos``.
 """
 
 from __future__ import annotations
@@ -180,6 +182,9 @@ def run(args) -> int:
     if valid is None and o["valid_fraction"]:
         data, valid = split(data, 1.0 - o["valid_fraction"], seed=o["seed"])
 
+    if o["radbase"] is not None and o["model"] != "ace":
+        # the basis is part of the potential's structure: a start file or an MTP keeps its own
+        raise ValueError("--radbase applies to a fresh ACE (--model ace); a start potential keeps its radial basis")
     if start is not None:
         mtp = start
         if o["coupling"] is not None:

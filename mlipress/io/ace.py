@@ -6,9 +6,9 @@ Layout (the species-block format pacemaker writes as ``output_potential.yaml``):
 - ``speciesblock: X`` (one per element X, the central species): the embedding (``ndensityi: 1``,
   ``npoti: FinnisSinclairShiftedScaled``, ``parameters: [1, 1]``, i.e. ``F(rho) = rho``), the
   X-X bond (``nradmaxi``, ``lmaxi``, ``rcutij``, ``dcutij``, ``NameOfCutoffFunctionij: cos``,
-  ``nradbaseij``, ``radbase: ChebExpCos``, ``radparameters: [lambda]``, ``radcoefficients``
-  ``[n][l][k]``, ``core-repulsion: [0, 0]``) and the ``nbody`` functions of central X whose
-  neighbours are all X;
+  ``nradbaseij``, ``radbase: ChebExpCos`` or ``SBessel``, ``radparameters: [lambda]`` (used by
+  ChebExpCos only), ``radcoefficients`` ``[n][l][k]``, ``core-repulsion: [0, 0]``) and the
+  ``nbody`` functions of central X whose neighbours are all X;
 - ``speciesblock: X Y`` (X central, Y another element): the X-Y bond and the functions of central
   X with neighbours from {X, Y} including Y; ``X Y Z``: functions with Y and Z, no bond.
 
@@ -33,7 +33,7 @@ from mlipress.io.errors import FileFormatError
 from mlipress.models.ace.basis import BFunction
 from mlipress.models.ace.coupling import parse_ace_coupling
 from mlipress.models.ace.model import ACE
-from mlipress.models.ace.radial import RadialBasisSpec, pair_index
+from mlipress.models.ace.radial import RADIAL_BASES, RadialBasisSpec, pair_index
 
 __all__ = ["read_ace", "write_ace", "format_ace", "parse_ace", "is_ace_yaml"]
 
@@ -234,6 +234,19 @@ def parse_ace(text: str, path="<string>") -> ACE:
         raise FileFormatError(path, str(e), field="species") from None
 
 
+def _lambda(block: dict, path, where: str) -> float:
+    """``radparameters[0]`` (ChebExpCos' lambda; 5.25, pacemaker's default, when absent or empty:
+    SBessel has no parameter, and pacemaker writes its default there anyway)."""
+    par = block.get("radparameters", [5.25])
+    if not isinstance(par, list):
+        raise FileFormatError(path, f"radparameters must be a list, got {par!r}", field=f"{where}.radparameters")
+    try:
+        return float(par[0]) if par else 5.25
+    except (TypeError, ValueError):
+        raise FileFormatError(path, f"radparameters[0] must be a number, got {par[0]!r}",
+                              field=f"{where}.radparameters") from None
+
+
 def _radial(bonds, nt, elements, path):
     first = None
     pairs = pair_index(nt)
@@ -250,21 +263,24 @@ def _radial(bonds, nt, elements, path):
                 raise FileFormatError(path, "an inner cutoff (r_in, delta_in) is not implemented", field=f"{where}.r_in")
             if block.get("NameOfCutoffFunctionij", "cos") != "cos":
                 raise FileFormatError(path, "only the cos cutoff function is implemented", field=f"{where}.NameOfCutoffFunctionij")
+            radbase = str(block.get("radbase", "ChebExpCos"))
+            if radbase not in RADIAL_BASES:
+                raise FileFormatError(path, f"radial basis {radbase!r} is not implemented (mlipress evaluates "
+                                      f"{', '.join(RADIAL_BASES)})", field=f"{where}.radbase")
             key = (float(_need(block, "rcutij", path, where)), int(_need(block, "nradbaseij", path, where)),
-                   float(block.get("radparameters", [5.25])[0]), float(block.get("dcutij", 0.01)),
-                   str(block.get("radbase", "ChebExpCos")), int(_need(block, "nradmaxi", path, where)),
-                   int(_need(block, "lmaxi", path, where)))
+                   _lambda(block, path, where), float(block.get("dcutij", 0.01)), radbase,
+                   int(_need(block, "nradmaxi", path, where)), int(_need(block, "lmaxi", path, where)))
             if first is None:
                 first = key
                 try:
                     spec = RadialBasisSpec(*key[:5])
                 except ValueError as e:
-                    raise FileFormatError(path, str(e), field=f"{where}.radbase") from None
+                    raise FileFormatError(path, str(e), field=f"{where}.rcutij") from None
                 nrad, lmax = key[5], key[6]
                 C = np.full((nt * (nt + 1) // 2, spec.n_k, nrad * (lmax + 1)), np.nan)
             elif key != first:
                 raise FileFormatError(path, f"bond settings {key} differ from {first}: mlipress uses one radial basis "
-                                      "(cutoff, N_k, lambda, dcut, N_rad, L) for all pairs", field=f"{where}.rcutij")
+                                      "(cutoff, N_k, lambda, dcut, radbase, N_rad, L) for all pairs", field=f"{where}.rcutij")
             rad = np.asarray(block["radcoefficients"], dtype=np.float64)
             if rad.shape != (nrad, lmax + 1, spec.n_k):
                 raise FileFormatError(path, f"radcoefficients of shape {rad.shape}, expected "

@@ -4,7 +4,7 @@ the contract (:mod:`mlipress.models.base`), with per-pair matrix-factorised radi
 - :mod:`.model`: :class:`ACE` (what a pacemaker B-basis ``.yaml`` holds, linear embedding),
   :class:`ACEParams`, :func:`untrained_ace`;
 - :mod:`.basis`: B-function labels, generalised Clebsch-Gordan coefficients, the basis generator;
-- :mod:`.radial`: pacemaker's ChebExpCos radial basis and the dense / MF per-pair radial layers;
+- :mod:`.radial`: pacemaker's ChebExpCos and SBessel radial bases and the dense / MF per-pair radial layers;
 - :mod:`.evaluator`: energies, forces, virials and the linear design matrix in JAX.
 """
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from mlipress.equivariant import spherical_harmonics
 from mlipress.models.ace.coupling import product_table
-from mlipress.models.ace.radial import cheb_exp_cos, pair_index
+from mlipress.models.ace.radial import pair_index, radial_basis_values
 from mlipress.models.base import efs_from_site_energies
 
 __all__ = ["make_efs_fn", "make_features_fn", "make_site_basis_fn"]
@@ -53,7 +53,7 @@ def _pair_phi_fn(ace):
     def phi(params, vectors, mask, types_i, types_j):
         safe = jnp.where(mask[..., None], vectors, jnp.array([1.0, 0.0, 0.0]))
         r = jnp.sqrt(jnp.sum(safe * safe, axis=-1))
-        g = cheb_exp_cos(r, ace.radial_basis) * mask[..., None]
+        g = radial_basis_values(r, ace.radial_basis) * mask[..., None]
         Y = SQRT_4PI * spherical_harmonics(L, safe)
         zi = jnp.broadcast_to(types_i, types_j.shape)
         C = params.radial.dense()  # (P, N_k, N_rad (L+1))

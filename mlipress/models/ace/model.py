@@ -179,13 +179,16 @@ class ACE:
 
 
 def untrained_ace(elements, body_order: int = 4, n_k: int = 9, nrad: int = 3, lmax: int = 2, cutoff: float = 5.0,
-                  nmax=None, lmax_by_rank=None, lam: float = 5.25, dcut: float = 0.01, coupling: str = "exact") -> ACE:
-    """A fresh ACE: ChebExpCos basis of N_k functions, radial functions up to ``nrad``, ``lmax``;
+                  nmax=None, lmax_by_rank=None, lam: float = 5.25, dcut: float = 0.01, coupling: str = "exact",
+                  radbase: str = "ChebExpCos") -> ACE:
+    """A fresh ACE: radial basis ``radbase`` (pacemaker's ``ChebExpCos`` or ``SBessel``,
+    :mod:`.radial`) of N_k functions, radial functions up to ``nrad``, ``lmax``;
     B-functions up to ``body_order`` with per-rank limits ``nmax`` / ``lmax_by_rank`` (default:
     ``nrad`` / ``lmax`` at every rank >= 2; see :func:`mlipress.models.ace.basis.generate_functions`);
     ``coupling``: ``"exact"`` or ``"cp:R"`` (:mod:`mlipress.models.ace.coupling`)."""
     elements = tuple(elements)
     functions = generate_functions(len(elements), body_order, n_k, nrad if nmax is None else nmax,
                                    lmax if lmax_by_rank is None else lmax_by_rank)
-    return ACE(elements, RadialBasisSpec(float(cutoff), int(n_k), float(lam), float(dcut)), int(nrad), int(lmax),
+    basis = RadialBasisSpec(float(cutoff), int(n_k), float(lam), float(dcut), str(radbase))
+    return ACE(elements, basis, int(nrad), int(lmax),
                functions, coupling=coupling)

@@ -1,4 +1,4 @@
-"""ACE radial part: pacemaker's ``ChebExpCos`` basis g_k(r) and the per-pair radial layers.
+"""ACE radial part: pacemaker's ``ChebExpCos`` and ``SBessel`` bases g_k(r) and the per-pair radial layers.
 
 ``R_nl^{z_i z_j}(r) = sum_k c_nlk^{z_i z_j} g_k(r)`` (eq. (17) of the paper), one tensor per
 *unordered* species pair p (``N_T (N_T + 1) / 2`` of them), stored as the paper's matrices
@@ -28,13 +28,20 @@ import numpy as np
 
 from mlipress.models.layers import DEFAULT_SCALE, RadialLayer
 
-__all__ = ["RadialBasisSpec", "cheb_exp_cos", "PairDense", "PairMatrixFactorized", "pair_index"]
+__all__ = ["RADIAL_BASES", "RadialBasisSpec", "radial_basis_values", "cheb_exp_cos", "simplified_bessel",
+           "sbessel_recursion", "PairDense", "PairMatrixFactorized", "pair_index"]
+
+
+#: pacemaker's ``radbase`` names mlipress evaluates (ML-PACE ``ACERadialFunctions::radbase``)
+RADIAL_BASES = ("ChebExpCos", "SBessel")
 
 
 @dataclass(frozen=True)
 class RadialBasisSpec:
-    """pacemaker's ``radbase: ChebExpCos`` with ``radparameters: [lam]``, ``rcutij`` (cutoff),
-    ``dcutij`` (width of the final cosine smoothing), ``nradbaseij`` (N_k)."""
+    """pacemaker's ``radbase`` (``kind``: ``ChebExpCos`` or ``SBessel``) with ``rcutij``
+    (cutoff), ``nradbaseij`` (N_k), ``radparameters: [lam]`` and ``dcutij`` (width of the final
+    cosine smoothing). ``lam`` and ``dcut`` shape ChebExpCos only; an SBessel basis keeps them
+    because pacemaker's files carry them for every bond (its evaluator ignores them there)."""
 
     cutoff: float
     n_k: int
@@ -43,10 +50,17 @@ class RadialBasisSpec:
     kind: str = "ChebExpCos"
 
     def __post_init__(self):
-        if self.kind != "ChebExpCos":
-            raise ValueError(f"radial basis {self.kind!r} is not supported (ChebExpCos only)")
-        if not (self.cutoff > 0 and self.n_k >= 1 and 0 < self.dcut < self.cutoff and self.lam > 0):
+        if self.kind not in RADIAL_BASES:
+            raise ValueError(f"radial basis {self.kind!r} is not supported (one of {', '.join(RADIAL_BASES)})")
+        if not (self.cutoff > 0 and self.n_k >= 1):
             raise ValueError(f"bad radial basis {self}")
+        if self.kind == "ChebExpCos" and not (0 < self.dcut < self.cutoff and self.lam > 0):
+            raise ValueError(f"bad radial basis {self}")
+
+
+def radial_basis_values(r, basis: RadialBasisSpec):
+    """``g_k(r)`` of ``basis`` (its ``kind``), shape (...) -> (..., N_k); zero for ``r >= rc``."""
+    return _BASES[basis.kind](r, basis)
 
 
 def cheb_exp_cos(r, basis: RadialBasisSpec):
@@ -67,6 +81,48 @@ def cheb_exp_cos(r, basis: RadialBasisSpec):
     start = rc - basis.dcut
     smooth = jnp.where(r > start, 0.5 * (1.0 + jnp.cos(jnp.pi * (r - start) / basis.dcut)), 1.0)
     return jnp.stack(g, -1) * jnp.where(inside, env * smooth, 0.0)[..., None]
+
+
+def sbessel_recursion(n_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The constants of the SBessel orthogonalisation: ``a_n = sqrt(e_n / d_{n-1})`` and
+    ``b_n = 1 / sqrt(d_n)`` for n = 1..N_k-1 (index 0 unused), ``e_n = n^2 (n+2)^2 / (4 (n+1)^4
+    + 1)``, ``d_0 = 1``, ``d_n = 1 - e_n / d_{n-1}`` (Kocer et al. 2019; ML-PACE's recursion)."""
+    a, b = np.zeros(n_k), np.ones(n_k)
+    d_prev = 1.0
+    for n in range(1, n_k):
+        e = n * n * (n + 2) ** 2 / (4.0 * (n + 1) ** 4 + 1.0)
+        d = 1.0 - e / d_prev
+        a[n], b[n] = math.sqrt(e / d_prev), 1.0 / math.sqrt(d)
+        d_prev = d
+    return a, b
+
+
+def simplified_bessel(r, basis: RadialBasisSpec):
+    """``g_k(r)``, k = 0..N_k-1, pacemaker's ``radbase: SBessel`` (ML-PACE ``simplified_bessel``;
+    the simplified spherical Bessel basis of Kocer, Mason, Erturk, J. Chem. Phys. 150, 154102
+    (2019)): with ``j0(x) = sin(x) / x``,
+
+        f_n(r) = (-1)^n sqrt(2) pi / rc^(3/2) (n+1)(n+2) / sqrt((n+1)^2 + (n+2)^2)
+                 (j0((n+1) pi r / rc) + j0((n+2) pi r / rc)),
+
+    ``g_0 = f_0``, ``g_n = b_n (f_n + a_n g_{n-1})`` (:func:`sbessel_recursion`); orthonormal in
+    ``int_0^rc g_m g_n r^2 dr``. Each ``f_n`` and its derivative vanish at ``rc`` by construction,
+    so there is no envelope: ``lam`` and ``dcut`` are not used (as in pacemaker). Zero for
+    ``r >= rc``. Shape (...) -> (..., N_k)."""
+    rc = basis.cutoff
+    inside = r < rc
+    r = jnp.where(inside, r, 0.5 * rc)  # finite gradients beyond the cutoff
+    a, b = sbessel_recursion(basis.n_k)
+    g = []
+    for n in range(basis.n_k):
+        pref = (-1) ** n * math.sqrt(2.0) * math.pi / rc**1.5 * (n + 1) * (n + 2) / math.hypot(n + 1, n + 2)
+        # jnp.sinc(t) = sin(pi t) / (pi t), smooth (and differentiable) through t = 0
+        f = pref * (jnp.sinc((n + 1) * r / rc) + jnp.sinc((n + 2) * r / rc))
+        g.append(f if n == 0 else b[n] * (f + a[n] * g[-1]))
+    return jnp.stack(g, -1) * inside[..., None]
+
+
+_BASES = {"ChebExpCos": cheb_exp_cos, "SBessel": simplified_bessel}
 
 
 def pair_index(n_species: int) -> np.ndarray:
