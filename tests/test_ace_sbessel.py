@@ -146,6 +146,12 @@ def test_sbessel_yaml_round_trip(tmp_path):
     assert cheb.radial_basis.kind == "ChebExpCos" and abs(_efs(cheb, c)[0] - _efs(ace, c)[0]) > 1e-3
     # SBessel needs no radparameters (pacemaker writes its default there); an unknown basis names its field
     assert parse_ace(text.replace("radparameters: [5.25]", "radparameters: []"), "x.yaml").radial_basis == ace.radial_basis
+    # ... and ignores them, so pairs may carry different ones (not so for ChebExpCos)
+    last = text.rindex("radparameters: [5.25]")
+    mixed = text[:last] + "radparameters: [2.0]" + text[last + len("radparameters: [5.25]"):]
+    assert _efs(parse_ace(mixed, "mixed.yaml"), c)[0] == _efs(ace, c)[0]
+    with pytest.raises(FileFormatError, match="differ"):
+        parse_ace(mixed.replace("radbase: SBessel", "radbase: ChebExpCos"), "mixed.yaml")
     with pytest.raises(FileFormatError, match=r"bad\.yaml.*species\[0\]\.radbase.*'ChebPow' is not implemented"):
         parse_ace(text.replace("radbase: SBessel", "radbase: ChebPow"), "bad.yaml")
 

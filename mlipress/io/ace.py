@@ -278,7 +278,8 @@ def _radial(bonds, nt, elements, path):
                     raise FileFormatError(path, str(e), field=f"{where}.rcutij") from None
                 nrad, lmax = key[5], key[6]
                 C = np.full((nt * (nt + 1) // 2, spec.n_k, nrad * (lmax + 1)), np.nan)
-            elif key != first:
+            # SBessel ignores lambda and dcut (pacemaker writes them anyway): pairs may differ there
+            elif (key if radbase == "ChebExpCos" else key[:2] + first[2:4] + key[4:]) != first:
                 raise FileFormatError(path, f"bond settings {key} differ from {first}: mlipress uses one radial basis "
                                       "(cutoff, N_k, lambda, dcut, radbase, N_rad, L) for all pairs", field=f"{where}.rcutij")
             rad = np.asarray(block["radcoefficients"], dtype=np.float64)
