@@ -98,6 +98,11 @@ class LossWeights:
       (MLIP-3 uses 1e-6, :data:`MLIP3_PENALTY`).
     - ``magnetic_force``: w_M, the weight of the magnetic forces ``-dE/ds_i`` (magnetic models
       only; per atom, scaled by the weighting mode as w_F; 0 by default).
+    - ``coefficient_l2``: lambda of an L2 (ridge) term ``lambda sum theta^2`` over the linear
+      coefficients but the per-species energies (``Params.OFFSETS``), added to f and honoured
+      by the exact linear solves (pacemaker's ``L2_coeffs``). 0 by default, as in MLIP: an MTP
+      needs none, but an ACE with many more linear coefficients than its data constrain
+      extrapolates wildly without it (``docs/ace.md``).
     """
 
     energy: float = 1.0
@@ -107,11 +112,12 @@ class LossWeights:
     scale_by_force: float = 0.0
     penalty: float = MLIP2_PENALTY
     magnetic_force: float = 0.0
+    coefficient_l2: float = 0.0
 
     def __post_init__(self):
         if self.weighting not in _WEIGHTINGS:
             raise ValueError(f"weighting must be one of {_WEIGHTINGS}, got {self.weighting!r}")
-        for name in ("energy", "force", "stress", "scale_by_force", "penalty", "magnetic_force"):
+        for name in ("energy", "force", "stress", "scale_by_force", "penalty", "magnetic_force", "coefficient_l2"):
             value = float(getattr(self, name))
             if not value >= 0.0 or math.isinf(value):
                 raise ValueError(f"{name} weight must be finite and >= 0, got {value}")
@@ -444,11 +450,13 @@ def _compiled_chunk_fns(key: StructureKey, weights: LossWeights | None, options:
 
 @functools.lru_cache(maxsize=32)
 def _compiled_penalty_fns(key: StructureKey):
-    """jit-compiled ``coef * model.penalty(params)`` and its value and gradient."""
+    """jit-compiled ``coef[0] * model.penalty(params) + coef[1] * |theta|^2`` (theta: the
+    regularised linear coefficients) and its value and gradient."""
     penalty = key.model.penalty
 
     def weighted(coef, params):
-        return coef * penalty(params)
+        theta = params.linear * params.regularised_mask()
+        return coef[0] * penalty(params) + coef[1] * jnp.sum(theta * theta)
 
     return jax.jit(weighted), jax.jit(jax.value_and_grad(weighted, argnums=1))
 
@@ -456,9 +464,10 @@ def _compiled_penalty_fns(key: StructureKey):
 class Objective:
     """MLIP-2's training objective ``f`` over a prepared training set (REFERENCE.md section 3).
 
-    ``f(params) = (1/K) sum_k L_k + penalty * P`` with K = ``data.n_configs``, P =
-    ``model.penalty(params)`` (an MTP: :func:`~mlipress.models.mtp.model.radial_penalty` of its radial part), for any
-    model of the contract (:mod:`mlipress.models.base`).
+    ``f(params) = (1/K) sum_k L_k + penalty * P + coefficient_l2 * |theta|^2`` with K =
+    ``data.n_configs``, P = ``model.penalty(params)`` (an MTP:
+    :func:`~mlipress.models.mtp.model.radial_penalty` of its radial part), theta the linear
+    coefficients but the species energies, for any model of the contract (:mod:`mlipress.models.base`).
 
     - ``value(params) -> float``
     - ``value_and_grad(params) -> (float, grad)``: ``grad`` has the structure of ``params``
@@ -488,18 +497,20 @@ class Objective:
         self.data = data
         self.weights = data.weights if weights is None else weights
         # stored effective weights when they match, recomputed in-graph otherwise
-        same = dataclasses.replace(self.weights, penalty=data.weights.penalty) == data.weights
+        same = dataclasses.replace(self.weights, penalty=data.weights.penalty,
+                                   coefficient_l2=data.weights.coefficient_l2) == data.weights
         in_graph = None if same else self.weights
         options = tuple(sorted(compiler_options.items())) if compiler_options else None
         key = StructureKey(model)
         magnetic = self.weights.magnetic_force > 0
         self._terms, self._loss, self._loss_grad = _compiled_chunk_fns(key, in_graph, options, magnetic)
         self._penalty_value, self._penalty_value_and_grad = _compiled_penalty_fns(key)
-        self._coef = jnp.asarray(self.weights.penalty)
+        self._coef = jnp.asarray([self.weights.penalty, self.weights.coefficient_l2])
         self._inv_k = 1.0 / data.n_configs
 
     def penalty(self, params) -> float:
-        """The penalty term of ``f``: ``LossWeights.penalty * model.penalty(params)``."""
+        """The penalty term of ``f``: ``LossWeights.penalty * model.penalty(params)`` plus the
+        L2 term of the linear coefficients (``LossWeights.coefficient_l2``)."""
         return float(self._penalty_value(self._coef, params))
 
     def _penalty_grad(self, params):

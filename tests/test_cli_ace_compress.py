@@ -116,3 +116,25 @@ def test_sweep_an_ace_with_rmf_and_mfra(files, tmp_path, kind, ranks, final):
     assert all(math.isfinite(r["valid_loss"]) and r["valid_loss"] > 0 for r in rows)
     if kind == "mfra":
         assert [r["final_rank"] for r in rows] == final  # grown from r_min = 2 within the 2 iterations
+
+
+def test_train_an_ace_regularises_its_coefficients_by_default(files, tmp_path, capsys):
+    """``train`` fits an ACE with ``coefficient_l2`` 1e-8 unless told otherwise (an MTP with
+    0): the default is announced, and the exact solve's coefficients shrink as lambda grows
+    while the species energies (exempt) stay free to absorb the mean energy."""
+    norms = {}
+    for l2 in (None, "0", "1e-2"):
+        out = tmp_path / f"l2_{l2}.yaml"
+        argv = ["train", "--init", str(files["init"]), "--train", str(files["train"]), "--max-iter", "1",
+                "--log-every", "0", "-o", str(out)] + ([] if l2 is None else ["--coefficient-l2", l2])
+        capsys.readouterr()
+        assert main(argv) == 0
+        text = capsys.readouterr().out
+        assert ("L2 of the linear coefficients 1e-08" in text) == (l2 is None)
+        assert ("L2 of the linear coefficients 0.01" in text) == (l2 == "1e-2")
+        norms[l2] = float(np.linalg.norm(np.asarray(read_potential(out).params().coeffs)))
+    assert norms["1e-2"] < 0.5 * norms[None] and norms[None] <= norms["0"] * (1 + 1e-9)
+    assert main(["train", "--init", str(files["init"]), "--train", str(files["train"]), "--max-iter", "1",
+                 "--coefficient-l2", "-1", "-o", str(tmp_path / "bad.yaml")]) != 0
+    assert "coefficient_l2 weight must be finite and >= 0, got -1.0" in capsys.readouterr().err
+    assert not (tmp_path / "bad.yaml").exists()

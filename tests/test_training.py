@@ -74,6 +74,30 @@ def test_linear_solve_matches_objective_and_is_optimal(dataset, mtp):
     assert float(jnp.abs(g.species).max()) < 1e-8 * max(1.0, loss)
 
 
+def test_coefficient_l2_is_in_f_and_in_the_exact_solve(dataset, mtp):
+    """f gains lambda |moment|^2 (species energies exempt), and the solve minimises f with it:
+    the gradient in every linear coefficient vanishes, the coefficients shrink, and a small
+    ridge moves f by little."""
+    lam = 1e-4
+    weights = LossWeights(penalty=0.0, coefficient_l2=lam)
+    data, plain = prepare(dataset, mtp, weights), prepare(dataset, mtp, LossWeights(penalty=0.0))
+    obj = Objective(mtp, data)
+    p = initial_params(mtp, seed=0, scaling=0.03)
+    solved, loss = linear_solve(mtp, p, data)
+    moment = np.asarray(solved.moment)
+    assert obj.value(solved) == pytest.approx(loss + lam * float(moment @ moment), rel=1e-9)
+    assert obj.penalty(solved) == pytest.approx(lam * float(moment @ moment), rel=1e-12)
+    _, g = obj.value_and_grad(solved)
+    f = obj.value(solved)
+    assert float(jnp.abs(g.moment).max()) < 1e-8 * max(1.0, f)
+    assert float(jnp.abs(g.species).max()) < 1e-8 * max(1.0, f)
+    free, free_loss = linear_solve(mtp, p, plain)
+    assert np.linalg.norm(moment) < np.linalg.norm(np.asarray(free.moment))
+    assert free_loss <= loss and obj.value(solved) <= obj.value(free)
+    with pytest.raises(ValueError, match="coefficient_l2"):
+        LossWeights(coefficient_l2=-1.0)
+
+
 @pytest.mark.parametrize("radial", ["dense", "mf"])
 def test_design_matrix_equals_derivative_of_the_force_pass(dataset, radial):
     """The chain-rule design matrix (sparse product Jacobians) against forward-mode

@@ -37,6 +37,20 @@ FRESH_ACE: dict[str, tuple[type, object, str]] = {
 }
 
 
+def coefficient_l2(value, model) -> float:
+    """``--coefficient-l2``: the value given, else the model's default (``DEFAULT_COEFFICIENT_L2``,
+    an ACE's 1e-8; 0 for an MTP, as MLIP)."""
+    return float(value) if value is not None else float(getattr(model, "DEFAULT_COEFFICIENT_L2", 0.0))
+
+
+COEFFICIENT_L2_HELP = ("L2 regularisation of the linear coefficients, species energies exempt "
+                       "(default: 0 for MTP, 1e-8 for ACE)")
+
+
+def coefficient_l2_option(parser) -> None:
+    parser.add_argument("--coefficient-l2", dest="coefficient_l2", type=float, default=None, help=COEFFICIENT_L2_HELP)
+
+
 def fresh_ace(species, cutoff: float, options: dict):
     """An untrained ACE from the :data:`FRESH_ACE` options (``species`` names the elements)."""
     from mlipress.io import parse_species

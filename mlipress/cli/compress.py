@@ -21,7 +21,7 @@ import math
 import time
 from pathlib import Path
 
-from mlipress.cli.common import read_data, species_option
+from mlipress.cli.common import coefficient_l2, coefficient_l2_option, read_data, species_option
 
 
 def register(subparsers) -> None:
@@ -46,6 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None,
                    help="checkpoint period (default 50 when --checkpoint is given)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    coefficient_l2_option(p)
     p.add_argument("-o", "--output", required=True, help="output .mtp (the factors go to OUTPUT.factors.npz)")
     p.set_defaults(func=run)
 
@@ -70,7 +71,7 @@ def run(args) -> int:
     from mlipress.compress.files import write_compressed
     from mlipress.compress.fit import fit_compressed
     from mlipress.io import read_potential
-    from mlipress.loss import prepare
+    from mlipress.loss import LossWeights, prepare
     from mlipress.fit import TrainSettings, rmse
 
     mtp = read_potential(args.potential)
@@ -78,7 +79,8 @@ def run(args) -> int:
     valid = read_data(args.valid, args.species, mtp) if args.valid else None
     spec = _spec(args.radial, args.fraction, mtp.radial_shape)
     every = args.checkpoint_every if args.checkpoint_every is not None else (50 if args.checkpoint else 0)
-    settings = TrainSettings(max_iter=args.max_iter, seed=args.seed, linear_solve_every=args.linear_solve_every,
+    settings = TrainSettings(weights=LossWeights(coefficient_l2=coefficient_l2(args.coefficient_l2, mtp)),
+                             max_iter=args.max_iter, seed=args.seed, linear_solve_every=args.linear_solve_every,
                              log_every=args.log_every, log_file=args.log, max_time=args.max_time,
                              checkpoint=args.checkpoint, checkpoint_every=every, resume=args.resume)
     which = "validation" if valid is not None and len(valid) else "training"

@@ -19,7 +19,8 @@ import json
 import math
 import time
 
-from mlipress.cli.common import check_data, fresh_potential_options, read_data, species_count, species_option
+from mlipress.cli.common import (check_data, coefficient_l2, coefficient_l2_option, fresh_potential_options, read_data,
+                                 species_count, species_option)
 
 
 def register(subparsers) -> None:
@@ -43,6 +44,7 @@ def register(subparsers) -> None:
     p.add_argument("--energy-weight", dest="energy_weight", type=float, default=1.0)
     p.add_argument("--force-weight", dest="force_weight", type=float, default=0.01)
     p.add_argument("--stress-weight", dest="stress_weight", type=float, default=0.0, help="w_S (default 0, as the paper)")
+    coefficient_l2_option(p)
     p.add_argument("--max-atoms", dest="max_atoms", type=int, default=2048, help="atoms per evaluation chunk")
     p.add_argument("-o", "--output", help="JSON with rows, aggregate and chosen ranks")
     p.add_argument("--plot", help="PNG of validation loss vs rank")
@@ -94,7 +96,8 @@ def run(args) -> int:
         raise ValueError(f"--ranks must be positive integers, got {args.ranks!r}")
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    weights = LossWeights(args.energy_weight, args.force_weight, args.stress_weight)
+    weights = LossWeights(args.energy_weight, args.force_weight, args.stress_weight,
+                          coefficient_l2=coefficient_l2(args.coefficient_l2, mtp))
     settings = TrainSettings(weights=weights, max_iter=args.max_iter, seed=args.seed, log_every=0,
                              pretrain_iters=args.pretrain_iters, max_atoms=args.max_atoms)
     base_n = math.prod(mtp.radial_shape)

@@ -7,7 +7,7 @@
 A TOML settings file uses the long option names with ``_`` or ``-`` (``level``, ``init``,
 ``train``, ``valid``, ``valid_fraction``, ``species`` (string or list), ``min_dist``,
 ``cutoff``, ``radial_basis_size``, ``energy_weight``, ``force_weight``, ``stress_weight``,
-``weighting``, ``scale_by_force``, ``penalty``, ``magnetic_force_weight``, ``max_iter``, ``max_time``, ``pretrain_iters``,
+``weighting``, ``scale_by_force``, ``penalty``, ``coefficient_l2``, ``magnetic_force_weight``, ``max_iter``, ``max_time``, ``pretrain_iters``,
 ``linear_solve_every``, ``seed``, ``ensemble``, ``log``, ``log_every``, ``checkpoint``,
 ``checkpoint_every``, ``resume``, ``variable_projection``, ``output``, ``radial``); relative paths are relative to the TOML
 file. Command-line flags override the file. Force errors are printed per Cartesian
@@ -38,8 +38,8 @@ import time
 import tomllib
 from pathlib import Path
 
-from mlipress.cli.common import (FRESH_ACE, FRESH_POTENTIAL, SPECIES_HELP, ace_coupling, check_data, describe, flag,
-                                 fresh_ace, read_data, species_count)
+from mlipress.cli.common import (COEFFICIENT_L2_HELP, FRESH_ACE, FRESH_POTENTIAL, SPECIES_HELP, ace_coupling, check_data,
+                                 coefficient_l2, describe, flag, fresh_ace, read_data, species_count)
 
 # option name -> (type, default, help); None default = not given
 _OPTIONS: dict[str, tuple[type, object, str]] = {
@@ -61,6 +61,7 @@ _OPTIONS: dict[str, tuple[type, object, str]] = {
     "weighting": (str, "vibrations", "vibrations | molecules | structures (default vibrations)"),
     "scale_by_force": (float, 0.0, "s > 0: force weight w_F s/(|F|^2+s) (default 0, off)"),
     "penalty": (float, 1e-9, "radial orthonormality penalty (MLIP-2 1e-9, MLIP-3 1e-6)"),
+    "coefficient_l2": (float, None, COEFFICIENT_L2_HELP),
     "magnetic_force_weight": (float, 0.0, "w_M of the magnetic forces -dE/ds (magnetic MTP; default 0)"),
     "max_iter": (int, 1000, "optimiser iterations in total, pre-training included (default 1000)"),
     "max_time": (float, 0.0, "stop after this many seconds of wall time (default 0 = no limit)"),
@@ -203,7 +204,8 @@ def run(args) -> int:
         check_data(mtp, valid, o["valid"] or o["train"])
 
     weights = LossWeights(o["energy_weight"], o["force_weight"], o["stress_weight"], o["weighting"],
-                          o["scale_by_force"], o["penalty"], o["magnetic_force_weight"])
+                          o["scale_by_force"], o["penalty"], o["magnetic_force_weight"],
+                          coefficient_l2(o["coefficient_l2"], mtp))
     ckpt_every = o["checkpoint_every"] if o["checkpoint_every"] is not None else (50 if o["checkpoint"] else 0)
     settings = TrainSettings(
         weights=weights, max_iter=o["max_iter"], max_time=o["max_time"], gtol=o["gtol"], ftol=o["ftol"], seed=o["seed"],
@@ -216,6 +218,7 @@ def run(args) -> int:
         f"training: {len(data)} configurations from {o['train']}"
         + (f", {len(valid)} validation" if valid is not None else "")
         + f"; {describe(mtp)}"
+        + (f"; L2 of the linear coefficients {weights.coefficient_l2:g}" if weights.coefficient_l2 else "")
     )
     out_path = Path(o["output"])
     t0 = time.perf_counter()

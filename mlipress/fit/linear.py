@@ -19,11 +19,15 @@ factor is column-equilibrated and solved by SVD with a tiny ridge,
 ``s_i / (s_i^2 + (ridge s_max)^2)``, ``ridge = 1e-10`` by default: rank-deficient directions
 (e.g. a species absent from the data, or basis functions identically zero on it) get zero
 instead of noise, everything else is the exact least-squares solution to ~1e-10 relative.
+With ``LossWeights.coefficient_l2`` > 0 the solve includes f's L2 term of the linear
+coefficients (rows ``sqrt(K lambda) M`` below the factor, M the regularised-coefficient mask),
+so it minimises the data part plus that term exactly.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import numpy as np
@@ -74,14 +78,14 @@ def linear_solve(model, params, data: TrainingData, ridge: float = 1e-10):
     """``(params with exact linear coefficients, loss of E/F/S residuals at the solution)``.
 
     ``data``: :func:`mlipress.loss.prepare` output; its effective weights (``w_energy``,
-    ``w_force``, ``w_stress``) define the residuals, so the solve minimises exactly the data
-    part of :class:`mlipress.loss.Objective`. The loss returned is that part,
-    ``(1/K) sum_k L_k`` (no radial penalty, which does not depend on the linear
-    coefficients), computed from the QR residual. Every field of ``params`` but the linear
+    ``w_force``, ``w_stress``) define the residuals and ``coefficient_l2`` its L2 term, so the
+    solve minimises exactly the part of :class:`mlipress.loss.Objective` that depends on the
+    linear coefficients. The loss returned is the data part, ``(1/K) sum_k L_k`` (no radial
+    penalty, no L2 term), computed from the QR residual. Every field of ``params`` but the linear
     ones (an MTP's radial part, dense or factored, and scaling) is used as given; ``model``
     is any model of the contract (:mod:`mlipress.models.base`). See the module docstring.
     """
-    return linear_solves(model, params, data)[0]
+    return linear_solves(model, params, data, ridge=ridge)[0]
 
 
 def linear_solves(model, params, data: TrainingData, relabelled=(), ridge: float = 1e-10) -> list:
@@ -98,15 +102,19 @@ def linear_solves(model, params, data: TrainingData, relabelled=(), ridge: float
     R = factors[0]
     for Rc in factors[1:]:
         R = _triangular(np.vstack([R, Rc]), m)
-    Rx = R[:P, :P]
+    Rx, Z = R[:P, :P], R[:P, P:]
+    l2 = data.weights.coefficient_l2
+    if l2 > 0:  # f's L2 term, K l2 |M theta|^2 in units of the summed residuals: extra rows
+        Rx = np.vstack([Rx, math.sqrt(data.n_configs * l2) * np.diag(params.regularised_mask())])
+        Z = np.vstack([Z, np.zeros((P, m - P))])
     scale = np.linalg.norm(Rx, axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     U, s, Vt = np.linalg.svd(Rx / scale, full_matrices=False)
     lam = (ridge * (s[0] if s.size and s[0] > 0 else 1.0)) ** 2
     out = []
     for j in range(P, m):
-        z, res = R[:P, j], float(np.sum(R[P:, j] ** 2))  # res: outside the range of X
+        z, res = Z[:, j - P], float(np.sum(R[P:, j] ** 2))  # res: outside the range of X
         theta = Vt.T @ ((s / (s * s + lam)) * (U.T @ z)) / scale
-        loss = (float(np.sum((Rx @ theta - z) ** 2)) + res) / data.n_configs
+        loss = (float(np.sum((R[:P, :P] @ theta - R[:P, j]) ** 2)) + res) / data.n_configs
         out.append((params.with_linear(theta), loss))
     return out

@@ -39,7 +39,9 @@ A **params** value is a frozen dataclass registered as a JAX pytree (every field
 pytree, e.g. a low-rank layer from :mod:`mlipress.models.layers`), declared with :func:`params_class`
 and deriving from :class:`Params`. Two class attributes say what its fields are:
 ``LINEAR`` (fields the model is linear in, concatenated in this order into ``params.linear``)
-and ``FROZEN`` (fields no optimiser moves: their gradient is reported as zero).
+``FROZEN`` (fields no optimiser moves: their gradient is reported as zero) and ``OFFSETS``
+(linear fields that are constant energies per species, exempt from the L2 regularisation of
+the linear coefficients, ``LossWeights.coefficient_l2``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class Params:
 
     LINEAR: ClassVar[tuple[str, ...]] = ()
     FROZEN: ClassVar[tuple[str, ...]] = ()
+    OFFSETS: ClassVar[tuple[str, ...]] = ()
 
     def replace(self, **fields):
         """A copy with some fields replaced (``dataclasses.replace``)."""
@@ -71,6 +74,14 @@ class Params:
         """The linear coefficients, flattened and concatenated in ``LINEAR`` order: (P,)."""
         parts = [jnp.ravel(jnp.asarray(getattr(self, name))) for name in self.LINEAR]
         return jnp.concatenate(parts) if parts else jnp.zeros(0)
+
+    def regularised_mask(self) -> np.ndarray:
+        """(P,) 1.0 for the entries of ``linear`` the L2 regularisation applies to, 0.0 for the
+        ``OFFSETS`` fields (a per-species energy shift is set by the data, not by the model's
+        capacity to overfit)."""
+        parts = [np.full(math.prod(np.shape(getattr(self, name))), 0.0 if name in self.OFFSETS else 1.0)
+                 for name in self.LINEAR]
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     def with_linear(self, theta):
         """A copy whose linear fields are taken from the flat vector ``theta`` (P,)."""

@@ -11,6 +11,7 @@ matrices ``Chat_p`` (P, N_k, N_rad (L+1)) (:mod:`.radial`), the B-functions (:mo
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +33,7 @@ class ACEParams(Params):
 
     LINEAR = ("species", "coeffs")
     FROZEN = ("scaling",)
+    OFFSETS = ("species",)
 
     radial: object
     species: jax.Array
@@ -57,6 +59,11 @@ class ACE:
     species_coeffs: np.ndarray | None = None
     coeffs: np.ndarray | None = None
     coupling: str = "exact"
+
+    #: ``LossWeights.coefficient_l2`` the command line fits an ACE with unless told otherwise:
+    #: with hundreds of B-functions on a few hundred configurations the unregularised exact
+    #: solve fits the training set and extrapolates by eV/atom (docs/ace.md, "Regularisation").
+    DEFAULT_COEFFICIENT_L2: ClassVar[float] = 1e-8
 
     def __post_init__(self):
         object.__setattr__(self, "coupling", parse_ace_coupling(self.coupling))

@@ -30,6 +30,7 @@ class MTPParams(Params):
 
     LINEAR = ("species", "moment")
     FROZEN = ("scaling",)
+    OFFSETS = ("species",)
 
     radial: object
     species: jax.Array
