@@ -381,7 +381,7 @@ def make_loss_terms_fn(model: Model, weights: LossWeights | None = None, magneti
     prepared :class:`TrainingData` serves any weighting); with ``None`` the chunk's stored
     ones (computed by :func:`prepare`) are used.
     """
-    efs = model.efs_fn()
+    efs = model.loss_efs_fn() if hasattr(model, "loss_efs_fn") else model.efs_fn()
     with_magnetic = (weights is None or weights.magnetic_force > 0) if magnetic is None else magnetic
 
     def terms(params, chunk: TrainingChunk):

@@ -213,3 +213,40 @@ def test_isolated_atom_and_far_neighbours_contribute_nothing(shared_data):
     e2, f2, _, _ = efs_single(mtp, far)
     assert e2 == pytest.approx(mtp.species_coeffs[0] + mtp.species_coeffs[1], abs=1e-12)
     assert np.abs(f2).max() == 0.0
+
+
+@pytest.mark.parametrize("level", [8, 16])
+def test_vectorised_and_fused_layouts_agree_in_values_and_parameter_gradients(level):
+    """The training loss's layout of the basic moments (``MTP.loss_efs_fn``, vectorised over
+    monomials) is the evaluation layout (``efs_fn``, one fused reduction per moment) to
+    rounding: energies, forces, virials, and the gradient in every parameter of a
+    force-dependent scalar (the second derivative the loss takes)."""
+    import jax
+    import jax.numpy as jnp
+
+    from mlipress.models.mtp import untrained_mtp
+
+    mtp = untrained_mtp(level, 3, 1.8, 4.5)
+    rng = np.random.default_rng(level)
+    p = mtp.init(seed=1)
+    p = p.replace(species=jnp.asarray(rng.normal(size=3)), moment=jnp.asarray(rng.normal(size=p.moment.shape)))
+    configs = [random_cluster(n, 3, seed=s, periodic=s == 0) for s, n in enumerate([14, 9])]
+    batch = build_batch(configs, mtp.cutoff, pad_atoms=32, pad_neighbors=48)
+    fused, vectorised = mtp.efs_fn(), mtp.loss_efs_fn()
+    a, b = fused(p, batch), vectorised(p, batch)
+    for key in ("energy", "energies", "forces", "virial"):
+        scale = float(jnp.abs(a[key]).max())
+        assert scale > 1e-3
+        np.testing.assert_allclose(np.asarray(b[key]), np.asarray(a[key]), rtol=0, atol=1e-12 * scale)
+
+    def scalar(efs):
+        def f(params):
+            out = efs(params, batch)
+            return jnp.sum(out["energy"] ** 2) + jnp.sum(out["forces"] ** 2) + jnp.sum(out["virial"] ** 2)
+        return f
+
+    ga, gb = jax.grad(scalar(fused))(p), jax.grad(scalar(vectorised))(p)
+    for x, y in zip(jax.tree_util.tree_leaves(ga), jax.tree_util.tree_leaves(gb)):
+        scale = float(jnp.abs(x).max()) if x.size else 0.0
+        np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=0, atol=1e-11 * max(scale, 1e-300))
+    assert max(float(jnp.abs(x).max()) for x in jax.tree_util.tree_leaves(ga.radial)) > 0

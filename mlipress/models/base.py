@@ -17,6 +17,9 @@ A **model** provides
 - ``efs_fn() -> efs(params, batch)``: pure, differentiable in ``params``; returns ``energy``
   (C,), ``energies`` (A,), ``forces`` (A, 3), ``virial`` (C, 3, 3) (MLIP's PlusStress, eV) of a
   padded :class:`~mlipress.batch.NeighborBatch`;
+- optionally ``loss_efs_fn()``: the same function as ``efs_fn()`` in a layout made for being
+  differentiated once more in ``params`` (the training loss uses it when present; an MTP's
+  vectorised basic moments);
 - ``features_fn() -> features(params, batch)``: the columns of the part the model is linear in,
   ``(energy (C, P), forces (A, 3, P), virial (C, 3, 3, P))`` with ``E = energy @ params.linear``
   exactly (and so for forces and virial); this is what the exact linear solve, variable

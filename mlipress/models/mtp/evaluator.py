@@ -147,6 +147,18 @@ def _pair_geometry(vectors, mask):
     return r, safe / r[..., None]
 
 
+def plain_radial_fn(mtp: MTP):
+    """``radial(params, r, batch) -> f (A, K, N_f)``: the MTP's radial functions
+    ``f_mu(r_ij) = sum_b C[z_i, z_j, mu, b] Q_b(r_ij)`` of the pairs of ``batch``."""
+    rb = mtp.radial_basis
+
+    def radial(params, r, batch):
+        Q = chebyshev_radial_basis(r, rb, params.scaling)
+        return params.radial.radial_values(Q, batch.types_i[:, None], batch.types_j)
+
+    return radial
+
+
 def _monomials(u, exponents):
     """{(a, b, c): u_x^a u_y^b u_z^c} for the given exponent triples and all their
     prefixes, built by a chain of products (differentiates without gathers)."""
@@ -167,49 +179,106 @@ def _monomials(u, exponents):
     return cache
 
 
-def plain_radial_fn(mtp: MTP):
-    """``radial(params, r, batch) -> f (A, K, N_f)``: the MTP's radial functions
-    ``f_mu(r_ij) = sum_b C[z_i, z_j, mu, b] Q_b(r_ij)`` of the pairs of ``batch``."""
-    rb = mtp.radial_basis
+def _rank_monomials(u, max_rank: int) -> jax.Array:
+    """All monomials ``u_x^a u_y^b u_z^c`` of rank ``a+b+c <= max_rank``, rank by rank and in
+    MLIP's order within a rank (:func:`~mlipress.models.mtp.basis.multi_indices`): shape
+    (n_mono, ...) for ``u`` (3, ...).
 
-    def radial(params, r, batch):
-        Q = chebyshev_radial_basis(r, rb, params.scaling)
-        return params.radial.radial_values(Q, batch.types_i[:, None], batch.types_j)
+    Rank n is ``x * (rank n-1)``, ``y * (the a = 0 part of rank n-1, its last n entries)``,
+    ``z * (its last entry)``: three broadcast multiplies and a concatenation per rank, no
+    gathers (a chain of products differentiates into the same few vectorised ops)."""
+    x, y, z = u[0][None], u[1][None], u[2][None]
+    prev = jnp.ones_like(u[:1])
+    ranks = [prev]
+    for n in range(1, max_rank + 1):
+        prev = jax.lax.optimization_barrier(jnp.concatenate([x * prev, y * prev[-n:], z * prev[-1:]], 0))
+        ranks.append(prev)
+    return jnp.concatenate(ranks, 0)
 
-    return radial
+
+def _basic_layout(plan: MomentPlan, n_f: int):
+    """How to read the basic moments off per-radial-function monomial prefixes.
+
+    For each mu, the moments ``sum_j f_mu u^e`` for every monomial of rank <= the largest rank
+    used with mu form one prefix of :func:`_rank_monomials` (MLIP's basic moments are exactly
+    these). Returns ``(max_rank, prefix lengths per mu, index of each basic moment in the
+    concatenation of the prefixes or None when the concatenation is the basic order)``."""
+    from mlipress.models.mtp.basis import multi_indices
+
+    exps = plan.monomials[plan.basic_mono]  # (n_basic, 3)
+    ranks = exps.sum(axis=1)
+    max_rank = int(ranks.max(initial=0))
+    position = {}
+    for n in range(max_rank + 1):
+        for e in multi_indices(n):
+            position[e] = len(position)
+    prefix = []
+    for mu in range(n_f):
+        sel = plan.basic_mu == mu
+        top = int(ranks[sel].max()) if sel.any() else -1
+        prefix.append((top + 1) * (top + 2) * (top + 3) // 6)
+    starts = np.concatenate([[0], np.cumsum(prefix)[:-1]]).astype(np.int64)
+    index = np.array([starts[mu] + position[tuple(int(v) for v in e)] for mu, e in zip(plan.basic_mu, exps)],
+                     dtype=np.int32)
+    identity = len(index) == sum(prefix) and np.array_equal(index, np.arange(len(index)))
+    return max_rank, tuple(prefix), None if identity else index
 
 
-def make_moments_fn(mtp: MTP, radial_fn=None):
+def make_moments_fn(mtp: MTP, radial_fn=None, vectorised: bool = False):
     """``moments(params, batch) -> (count, A)``: all moments M of every atom (renumbered, see
     :class:`MomentPlan`); the basis functions are rows ``plan.mapping``.
 
     ``radial_fn(params, r, batch) -> (A, K, N_f)`` gives the radial functions of every pair
     (default :func:`plain_radial_fn`); a model whose radial functions depend on more pair data
-    (the magnetic MTP: the moments s_i, s_j) passes its own and shares everything else."""
+    (the magnetic MTP: the moments s_i, s_j) passes its own and shares everything else.
+
+    ``vectorised`` picks one of two layouts of the basic moments, equal to rounding:
+
+    - ``False`` (for evaluation): one fused multiply-and-reduce per basic moment, in which XLA
+      recomputes the monomial instead of materialising (A, K) temporaries; fastest for energy,
+      forces and stress (a first derivative).
+    - ``True`` (for the training loss, differentiated once more in the parameters): the
+      monomials of every pair, (n_mono, A, K), built rank by rank, and one multiply-and-reduce
+      per radial function over the monomial prefix it is used with. One op per moment makes
+      the second-order graph huge; vectorised, the loss+gradient pass is 2.5-3x faster at
+      levels 16 and 20 and compiles faster, while energy+forces+stress is up to 1.4x slower at
+      levels 10-16 (benchmarks/results/speed.md). The optimization barriers keep XLA from
+      fusing the monomial chain into every consumer."""
     plan = moment_plan(mtp.moments)
     radial = plain_radial_fn(mtp) if radial_fn is None else radial_fn
     n_basic = len(plan.basic_mu)
-    # Basic moments grouped by radial function: mu -> (positions in M, exponent triples).
-    by_mu = [
-        (np.flatnonzero(plan.basic_mu == mu), plan.monomials[plan.basic_mono[plan.basic_mu == mu]])
-        for mu in range(mtp.radial_funcs_count)
-    ]
-    order = np.argsort(np.concatenate([pos for pos, _ in by_mu]), kind="stable")
+    if vectorised:
+        max_rank, prefix, gather = _basic_layout(plan, mtp.radial_funcs_count)
+    else:
+        # Basic moments grouped by radial function: mu -> (positions in M, exponent triples).
+        by_mu = [
+            (np.flatnonzero(plan.basic_mu == mu), plan.monomials[plan.basic_mono[plan.basic_mu == mu]])
+            for mu in range(mtp.radial_funcs_count)
+        ]
+        order = np.argsort(np.concatenate([pos for pos, _ in by_mu]), kind="stable")
 
     def basic_moments(params, batch: NeighborBatch, reduce=True):
         """(n_basic, A) moments, or with ``reduce=False`` the (n_basic, A, K) per-pair terms."""
         r, u = _pair_geometry(batch.vectors, batch.mask)
         f = radial(params, r, batch) * batch.mask[..., None]
-        mono = _monomials(u, plan.monomials)
-        # One fused multiply-and-reduce per basic moment: XLA recomputes the monomial inside
-        # the reduction instead of materialising (A, K) temporaries (stacking the monomials
-        # and contracting them in one einsum was 2x slower, also within atom blocks).
+        if n_basic == 0:
+            return jnp.zeros((0,) + (r.shape[:1] if reduce else r.shape))
         blocks = []
+        if vectorised:
+            f = jnp.moveaxis(f, -1, 0)  # (N_f, A, K)
+            mono = _rank_monomials(jnp.moveaxis(u, -1, 0), max_rank)  # (n_mono, A, K)
+            for mu, p in enumerate(prefix):
+                if p:
+                    term = mono[:p] * f[mu][None]
+                    blocks.append(term.sum(axis=-1) if reduce else term)
+            out = jnp.concatenate(blocks, 0)
+            return out if gather is None else out[gather]
+        mono = _monomials(u, plan.monomials)
         for mu, (pos, exps) in enumerate(by_mu):
             for e in map(tuple, exps.tolist()):
                 term = f[..., mu] if e == (0, 0, 0) else f[..., mu] * mono[e]
                 blocks.append(term.sum(axis=-1) if reduce else term)
-        return jnp.stack(blocks, 0)[order] if blocks else jnp.zeros((0,) + (r.shape[:1] if reduce else r.shape))
+        return jnp.stack(blocks, 0)[order]
 
     def products(basic: jax.Array) -> jax.Array:
         """All moments (count, A) from the basic ones (n_basic, A)."""
@@ -243,10 +312,10 @@ def atom_block_size(mtp: MTP, neighbours: int) -> int:
     return int(min(max(size, 8), 64))
 
 
-def make_site_energy_fn(mtp: MTP, radial_fn=None):
+def make_site_energy_fn(mtp: MTP, radial_fn=None, vectorised: bool = False):
     """``site_energies(params, batch) -> (A,)``: V_i = species[z_i] + sum_s moment[s] B_s; 0 in
-    padding. ``radial_fn``: see :func:`make_moments_fn`."""
-    moments = make_moments_fn(mtp, radial_fn)
+    padding. ``radial_fn``, ``vectorised``: see :func:`make_moments_fn`."""
+    moments = make_moments_fn(mtp, radial_fn, vectorised)
     mapping = moments.plan.mapping
 
     def site_energies(params, batch: NeighborBatch) -> jax.Array:
@@ -257,8 +326,9 @@ def make_site_energy_fn(mtp: MTP, radial_fn=None):
     return site_energies
 
 
-def make_efs_fn(mtp: MTP):
+def make_efs_fn(mtp: MTP, vectorised: bool = False):
     """``efs(params, batch) -> dict`` with ``energy`` (C,), ``energies`` (A,), ``forces``
     (A, 3) and ``virial`` (C, 3, 3) (MLIP PlusStress, eV), differentiable in ``params``:
-    :func:`~mlipress.models.base.efs_from_site_energies` in blocks of :func:`atom_block_size`."""
-    return efs_from_site_energies(make_site_energy_fn(mtp), lambda K: atom_block_size(mtp, K))
+    :func:`~mlipress.models.base.efs_from_site_energies` in blocks of :func:`atom_block_size`.
+    ``vectorised``: the layout for the training loss (:func:`make_moments_fn`)."""
+    return efs_from_site_energies(make_site_energy_fn(mtp, vectorised=vectorised), lambda K: atom_block_size(mtp, K))

@@ -247,9 +247,12 @@ class MagneticMTP(MTP):
             return split_tensor_train(self.radial_basis.size, self.magnetic_basis.size)
         return layer
 
-    def efs_fn(self):
-        site = make_site_energy_fn(self, magnetic_radial_fn(self))
+    def efs_fn(self, vectorised: bool = False):
+        site = make_site_energy_fn(self, magnetic_radial_fn(self), vectorised)
         return efs_from_site_energies(site, lambda K: atom_block_size(self, K), magnetic=True)
+
+    def loss_efs_fn(self):
+        return self.efs_fn(vectorised=True)
 
     def features_fn(self):
         return linear_features_fn(self)

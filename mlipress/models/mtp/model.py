@@ -237,6 +237,13 @@ class MTP:
 
         return make_efs_fn(self)
 
+    def loss_efs_fn(self):
+        """:meth:`efs_fn` laid out for the training loss's second derivative (2.5-3x faster
+        there, slower for plain evaluation; :func:`~mlipress.models.mtp.evaluator.make_moments_fn`)."""
+        from mlipress.models.mtp.evaluator import make_efs_fn
+
+        return make_efs_fn(self, vectorised=True)
+
     def features_fn(self):
         from mlipress.models.mtp.features import mtp_features_fn
 
