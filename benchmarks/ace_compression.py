@@ -91,7 +91,7 @@ def run(args) -> dict:
     ace = untrained_ace(SPECIES, args.body_order, 9, 3, 2, 5.0, _ints(args.nmax_by_rank), _ints(args.lmax_by_rank))
     mtp = untrained_mtp(args.mtp_level, len(SPECIES), 2.0, 5.0)
     models = {"ace": ace, f"mtp{args.mtp_level}": mtp}
-    config = {k: v for k, v in vars(args).items() if k not in ("report_only", "budget")}
+    config = {k: v for k, v in vars(args).items() if k not in ("report_only", "budget", "notes", "skip_timing")}
     config.update(weights={"energy": 1.0, "force": 0.01, "stress": 0.0}, variable_projection=False,
                   linear_solve_every=50, pretrain_iters=0)
     doc = json.loads(OUT.read_text()) if OUT.exists() else {}
@@ -181,7 +181,7 @@ def _timing(ace, mtp, level: int) -> dict:
             "ace_params": ace.num_params()["total"], "mtp_params": mtp.num_params()["total"]}
 
 
-def report(doc: dict) -> None:
+def report(doc: dict, notes: str | None = None) -> None:
     from mlipress.compress.sweep import aggregate
 
     rows, cfg, sz = doc["rows"], doc["config"], doc["sizes"]
@@ -246,8 +246,8 @@ def report(doc: dict) -> None:
                 lines.append(f"- {_label(groups[key][0])} ({e['radial_params']} radial params), {name}: "
                              f"{100 * diff / b['mean']:+.1f}% vs base ACE -> **{word}** (n = {v['n']} vs {b['n']})")
         lines.append("")
-    if cfg.get("notes"):
-        lines += [open(cfg["notes"]).read()]
+    if notes:
+        lines += [open(notes).read()]
     from mlipress.io.atomic import atomic_write
 
     atomic_write(MD, "\n".join(lines) + "\n")
@@ -274,7 +274,7 @@ def main(argv=None) -> int:
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args(argv)
     doc = json.loads(OUT.read_text()) if args.report_only else run(args)
-    report(doc)
+    report(doc, args.notes)
     return 0
 
 
